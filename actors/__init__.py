@@ -1,0 +1,1 @@
+"""provider-fallback: an LLM-provider failover engine built from actors."""

@@ -1,0 +1,200 @@
+"""The actor base class, the envelope for asks, and the bus that wires actors.
+
+An actor owns one bounded inbox and a ``run()`` loop that receives, calls the
+synchronous ``handle(message, now)`` (which decides and does no I/O) and
+publishes what ``handle`` returned. Timers are data too: an actor says when
+it next wants to wake (``next_deadline``) and receives a :class:`Tick` then.
+Unit tests and replay call ``handle`` directly.
+
+``tell`` sends without waiting; ``ask`` sends an :class:`Envelope` whose reply
+stream travels beside the message (pykka's ``Envelope(message, reply_to)``), so
+the logged message stays pure data.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import anyio
+from anyio.abc import TaskStatus
+from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
+
+from .clock import Clock
+from .errors import SupervisorClosedError
+from .messages import Message, Tick
+
+__all__ = ("Actor", "Bus", "Envelope")
+
+log = logging.getLogger("actors")
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """A message plus the stream its reply goes to (not part of the message)."""
+
+    message: Message
+    reply_to: MemoryObjectSendStream[list[Message] | BaseException]
+
+
+Sink = Callable[[Message], None]
+
+
+@dataclass
+class Bus:
+    """Delivers each published message to the inboxes subscribed to its type.
+
+    Every logged message also goes to ``log_sink`` (the store's event log).
+    ``tell`` never waits (the request path uses it); ``publish`` waits for room
+    in a full inbox (actors use it, so a slow actor slows its producers rather
+    than losing a decision).
+    """
+
+    log_sink: Sink | None = None
+    _routes: dict[type[Message], list[MemoryObjectSendStream[Any]]] = field(default_factory=dict)
+    _sinks: dict[type[Message], list[Sink]] = field(default_factory=dict)
+    dropped: int = 0
+
+    def subscribe(self, types: Iterable[type[Message]], inbox: MemoryObjectSendStream[Any]) -> None:
+        for t in types:
+            self._routes.setdefault(t, []).append(inbox)
+
+    def listen(self, types: Iterable[type[Message]], sink: Sink) -> None:
+        """Call ``sink`` synchronously for each message of these types (no actor)."""
+        for t in types:
+            self._sinks.setdefault(t, []).append(sink)
+
+    def _record(self, message: Message) -> None:
+        if message.logged and self.log_sink is not None:
+            self.log_sink(message)
+        for sink in self._sinks.get(type(message), ()):
+            sink(message)
+
+    def tell(self, message: Message) -> None:
+        """Deliver without waiting; a full inbox drops the copy for it (counted, logged)."""
+        self._record(message)
+        for inbox in self._routes.get(type(message), ()):
+            try:
+                inbox.send_nowait(message)
+            except anyio.WouldBlock:
+                self.dropped += 1
+                if self.dropped & (self.dropped - 1) == 0:  # 1, 2, 4, 8...: don't flood logs
+                    log.warning("an actor inbox is full: %d messages dropped so far", self.dropped)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+
+    async def publish(self, message: Message) -> None:
+        """Deliver, waiting for room in full inboxes."""
+        self._record(message)
+        for inbox in self._routes.get(type(message), ()):
+            try:
+                await inbox.send(message)
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                pass
+
+
+class Actor:
+    """Base class: a bounded inbox, a run loop, a pure ``handle``."""
+
+    name: ClassVar[str] = "actor"
+    #: The message types this actor wants from the bus.
+    accepts: ClassVar[tuple[type[Message], ...]] = ()
+
+    def __init__(self, *, clock: Clock, bus: Bus, inbox_size: int = 1024) -> None:
+        self.clock = clock
+        self.bus = bus
+        send, receive = anyio.create_memory_object_stream[Message | Envelope](inbox_size)
+        self.inbox: MemoryObjectSendStream[Message | Envelope] = send
+        self._receive: MemoryObjectReceiveStream[Message | Envelope] = receive
+        self._crash_next: BaseException | None = None
+        self.handled = 0
+        bus.subscribe(self.accepts, send)
+
+    # -- to override ------------------------------------------------------
+    def handle(self, message: Message, now: float) -> list[Message]:
+        """Decide: update state, return the messages to publish. No I/O."""
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def next_deadline(self) -> float | None:
+        """When this actor next wants a :class:`Tick` (None: never)."""
+        return None
+
+    def on_idle(self, now: float) -> list[Message]:
+        """Called when the inbox has just run empty: publish summaries here."""
+        return []
+
+    async def emit(self, messages: list[Message]) -> None:
+        """Publish what ``handle`` returned (an actor with I/O overrides this)."""
+        for out in messages:
+            await self.bus.publish(out)
+
+    # -- the loop ---------------------------------------------------------
+    def crash_next(self, error: BaseException) -> None:
+        """Fault injection: the next message handled raises ``error`` (chaos tests)."""
+        self._crash_next = error
+
+    def _dispatch(self, message: Message, now: float) -> list[Message]:
+        if self._crash_next is not None:
+            error, self._crash_next = self._crash_next, None
+            raise error
+        self.handled += 1
+        return self.handle(message, now)
+
+    async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Receive, decide, publish, until cancelled. Exceptions escape to the supervisor."""
+        task_status.started()
+        while True:
+            item: Message | Envelope | None = None
+            deadline = self.next_deadline()
+            if deadline is None:
+                item = await self._receive.receive()
+            elif deadline > self.clock.now():
+                with self.clock.deadline_scope(deadline):
+                    item = await self._receive.receive()
+            now = self.clock.now()
+            if item is None:
+                await self.emit(self._dispatch(Tick(at=now), now))
+            elif isinstance(item, Envelope):
+                try:
+                    out = self._dispatch(item.message, now)
+                except Exception as exc:
+                    item.reply_to.send_nowait(exc)
+                    raise
+                await self.emit(out)
+                item.reply_to.send_nowait(out)
+            else:
+                await self.emit(self._dispatch(item, now))
+            if self.pending() == 0:
+                await self.emit(self.on_idle(now))
+
+    async def ask(self, message: Message, *, wait_s: float = 10.0) -> list[Message]:
+        """Send ``message`` and wait for the messages ``handle`` returned."""
+        send, receive = anyio.create_memory_object_stream[list[Message] | BaseException](1)
+        with send, receive:
+            try:
+                await self.inbox.send(Envelope(message, send))
+            except (anyio.ClosedResourceError, anyio.BrokenResourceError):
+                raise SupervisorClosedError(f"{self.name} is stopped") from None
+            with anyio.fail_after(wait_s):
+                reply = await receive.receive()
+        if isinstance(reply, BaseException):
+            raise reply
+        return reply
+
+    def pending(self) -> int:
+        """How many messages wait in the inbox."""
+        return self._receive.statistics().current_buffer_used
+
+    def close(self) -> None:
+        """Stop taking messages; fail every pending ask with a clear error."""
+        self.inbox.close()
+        while True:
+            try:
+                item = self._receive.receive_nowait()
+            except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
+                break
+            if isinstance(item, Envelope):
+                item.reply_to.send_nowait(SupervisorClosedError(f"{self.name} stopped first"))
+        self._receive.close()

@@ -1,0 +1,157 @@
+"""The exception hierarchy.
+
+::
+
+    FallbackError                      base of everything raised here
+    ├── ConfigError (ValueError)       the configuration is wrong: file, key path, expectation
+    ├── InvalidRequestError (ValueError)
+    │                                  the caller's request is malformed (names the field)
+    ├── UnknownModelError (LookupError)
+    │                                  no provider serves that logical model
+    ├── UnknownProviderError (LookupError)
+    │                                  an admin command named a provider not in the config
+    ├── StoreError                     the SQLite state file can't be used (names the path)
+    ├── SupervisorClosedError          the supervisor is stopping or stopped ("you closed it")
+    ├── UpstreamRejectedError          a provider refused the request itself (400): returned
+    │                                  to the caller, no provider is penalised
+    ├── AllProvidersFailedError        no provider could answer; ``attempts`` lists each try
+    └── StreamInterruptedError         a stream failed after its first chunk reached the
+                                       caller; carries the partial text and the provider
+
+Between actors a failure travels as data (:class:`~actors.messages.AttemptFailed`),
+never as an exception. These exceptions are for callers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = (
+    "AllProvidersFailedError",
+    "Attempt",
+    "ConfigError",
+    "FallbackError",
+    "InvalidRequestError",
+    "StoreError",
+    "StreamInterruptedError",
+    "SupervisorClosedError",
+    "UnknownModelError",
+    "UnknownProviderError",
+    "UpstreamRejectedError",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """One try at one provider, as reported to the caller."""
+
+    provider: str
+    status: int | None
+    category: str
+    message: str
+    latency_ms: float = 0.0
+
+    def describe(self) -> str:
+        status = f"HTTP {self.status}" if self.status is not None else "no HTTP status"
+        return f"{self.provider}: {self.category} ({status}): {self.message}"
+
+
+class FallbackError(Exception):
+    """Base class of every error raised by provider-fallback."""
+
+
+class ConfigError(FallbackError, ValueError):
+    """Raised by :func:`~actors.config.load_config` when the configuration is wrong.
+
+    The message names the file, the key path and what was expected.
+    """
+
+    def __init__(self, message: str, *, path: str = "", key: str = "") -> None:
+        self.path = path
+        self.key = key
+        prefix = ": ".join(p for p in (path, key) if p)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class InvalidRequestError(FallbackError, ValueError):
+    """Raised when the caller's request is malformed; ``param`` names the field."""
+
+    def __init__(self, message: str, *, param: str | None = None) -> None:
+        self.param = param
+        super().__init__(message)
+
+
+class UnknownModelError(FallbackError, LookupError):
+    """Raised when no configured provider serves the requested logical model."""
+
+    def __init__(self, model: str, known: list[str]) -> None:
+        self.model = model
+        self.known = known
+        super().__init__(
+            f"unknown model {model!r}: configured models are {', '.join(sorted(known)) or 'none'}"
+        )
+
+
+class UnknownProviderError(FallbackError, LookupError):
+    """Raised when an admin command names a provider that is not configured."""
+
+    def __init__(self, name: str, known: list[str]) -> None:
+        self.name = name
+        super().__init__(f"unknown provider {name!r}: configured are {', '.join(known)}")
+
+
+class StoreError(FallbackError):
+    """Raised when the SQLite state file is corrupt, read-only, locked or unreachable."""
+
+    def __init__(self, message: str, *, path: str) -> None:
+        self.path = path
+        super().__init__(f"state file {path}: {message}")
+
+
+class SupervisorClosedError(FallbackError):
+    """Raised when a request reaches a supervisor that is stopping or stopped."""
+
+
+class UpstreamRejectedError(FallbackError):
+    """Raised when a provider rejects the request itself (HTTP 400 invalid request).
+
+    The request would fail at any provider, so it is returned to the caller and
+    no provider is penalised.
+    """
+
+    def __init__(self, provider: str, status: int, message: str, body: bytes = b"") -> None:
+        self.provider = provider
+        self.status = status
+        self.body = body
+        super().__init__(f"{provider} rejected the request (HTTP {status}): {message}")
+
+
+class AllProvidersFailedError(FallbackError):
+    """Raised when no provider could answer; ``attempts`` lists every try in order."""
+
+    def __init__(self, model: str, attempts: list[Attempt], reason: str = "") -> None:
+        self.model = model
+        self.attempts = attempts
+        self.reason = reason
+        tried = "; ".join(a.describe() for a in attempts) or "no attempt was made"
+        extra = f" ({reason})" if reason else ""
+        super().__init__(f"all providers failed for model {model!r}{extra}: {tried}")
+
+
+class StreamInterruptedError(FallbackError):
+    """Raised when a stream fails after its first chunk reached the caller.
+
+    Falling back at that point would repeat or contradict text the caller has
+    already seen, so the caller gets the partial text instead of a silent
+    truncation.
+    """
+
+    def __init__(self, provider: str, partial_text: str, attempt: Attempt, attempts: int) -> None:
+        self.provider = provider
+        self.partial_text = partial_text
+        self.attempt = attempt
+        self.attempts = attempts
+        super().__init__(
+            f"stream from {provider} failed after {len(partial_text)} characters: "
+            f"{attempt.category}: {attempt.message}"
+        )

@@ -1,0 +1,308 @@
+"""Every message that crosses a channel.
+
+Messages are frozen, keyword-only msgspec Structs with an explicit, stable
+``type`` tag: the tag is what the event log stores, so renaming a class must
+never change it, and a tag is never reused. New fields get defaults; a field's
+type never changes (msgspec ``docs/schema-evolution.rst``).
+
+Two families:
+
+* **inputs**, facts observed at the edges: :class:`AttemptSucceeded`,
+  :class:`AttemptFailed`, :class:`HealthChecked`, :class:`FallbackTriggered`,
+  and the admin commands :class:`DisableProvider` / :class:`EnableProvider`;
+* **decisions**, what the actors conclude from them:
+  :class:`ErrorClassified`, :class:`ProviderStateChanged`,
+  :class:`ProbeRequested`, :class:`RestoreProvider`,
+  :class:`ProviderRecovered`.
+
+:class:`RoutingSnapshot` and :class:`MetricsSnapshot` are published state
+views (not logged); :class:`Tick` is an actor's own timer (not logged).
+Replay feeds the inputs, at their recorded times, into fresh actors and
+compares the decisions.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Literal
+
+import msgspec
+
+__all__ = (
+    "DECISION_TYPES",
+    "INPUT_TYPES",
+    "ActorRestarted",
+    "AttemptFailed",
+    "AttemptSucceeded",
+    "DisableProvider",
+    "EnableProvider",
+    "ErrorClassified",
+    "FailureKind",
+    "FallbackTriggered",
+    "HealthChecked",
+    "LastError",
+    "LoggedMessage",
+    "Message",
+    "MetricsSnapshot",
+    "ProbeRequested",
+    "ProviderMetrics",
+    "ProviderRecovered",
+    "ProviderState",
+    "ProviderStateChanged",
+    "ProviderView",
+    "RestoreProvider",
+    "RoutingSnapshot",
+    "Tick",
+    "decode_message",
+    "encode_message",
+)
+
+ProviderState = Literal[
+    "healthy", "degraded", "cooldown", "probing", "unhealthy", "disabled", "unconfigured"
+]
+
+#: How an attempt or a health check failed, as seen at the edge.
+FailureKind = Literal[
+    "connect",  # refused, reset, DNS: never reached an HTTP answer
+    "timeout",  # no answer within the attempt's timeout
+    "http",  # an HTTP error status (see ``status``)
+    "bad_response",  # 2xx with garbage: invalid JSON, HTML, wrong shape, truncated
+    "stream_cut",  # the stream ended before [DONE]
+    "stream_stall",  # no chunk within the stream idle timeout
+]
+
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every message. ``at`` is the clock time it happened."""
+
+    at: float
+    logged: ClassVar[bool] = True
+
+
+# ---------------------------------------------------------------- inputs
+
+
+class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeeded"):
+    """A provider answered a request attempt."""
+
+    provider: str
+    model: str
+    request_id: str
+    latency_ms: float
+    stream: bool = False
+
+
+class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
+    """A request attempt failed. ``attempt`` counts tries on this provider."""
+
+    provider: str
+    model: str
+    request_id: str
+    kind: FailureKind
+    latency_ms: float = 0.0
+    status: int | None = None
+    code: str | None = None  # the upstream's error code, e.g. context_length_exceeded
+    message: str = ""
+    retry_after_s: float | None = None
+    attempt: int = 1
+    stream: bool = False
+
+
+class HealthChecked(Message, frozen=True, kw_only=True, tag="health_checked"):
+    """The result of one health check. ``probe`` marks a half-open recovery probe."""
+
+    provider: str
+    tier: Literal["ping", "full", "api"]
+    ok: bool
+    latency_ms: float = 0.0
+    kind: FailureKind | None = None
+    status: int | None = None
+    message: str = ""
+    probe: bool = False
+
+
+class FallbackTriggered(Message, frozen=True, kw_only=True, tag="fallback_triggered"):
+    """A request left ``from_provider`` for the next candidate (None: none left)."""
+
+    request_id: str
+    from_provider: str
+    to_provider: str | None
+    category: str
+    reason: str = ""
+
+
+class DisableProvider(Message, frozen=True, kw_only=True, tag="disable_provider"):
+    """Admin command: take a provider out of routing until enabled."""
+
+    provider: str
+
+
+class EnableProvider(Message, frozen=True, kw_only=True, tag="enable_provider"):
+    """Admin command: put a disabled provider back into routing."""
+
+    provider: str
+
+
+# ---------------------------------------------------------------- decisions
+
+
+class ErrorClassified(Message, frozen=True, kw_only=True, tag="error_classified"):
+    """The classifier's verdict on one failure."""
+
+    provider: str
+    request_id: str
+    category: str
+    severity: Literal["low", "medium", "high", "critical"]
+    recoverable: bool
+    action: Literal["retry", "fallback", "return", "next"]
+    penalize: bool
+    cooldown_s: float
+    retry_after_s: float | None = None
+    status: int | None = None
+    message: str = ""
+    suggested_action: str = ""
+
+
+class LastError(msgspec.Struct, frozen=True, kw_only=True):
+    category: str
+    status: int | None
+    message: str
+    at: float
+
+
+class ProviderStateChanged(Message, frozen=True, kw_only=True, tag="provider_state_changed"):
+    """A provider moved from ``old`` to ``new`` (``reason`` says why)."""
+
+    provider: str
+    old: ProviderState
+    new: ProviderState
+    reason: str
+    cooldown_until: float | None = None
+    failure_count: int = 0
+    cooldown_level: int = 0
+
+
+class ProbeRequested(Message, frozen=True, kw_only=True, tag="probe_requested"):
+    """Recovery asks for one half-open probe of a provider."""
+
+    provider: str
+    reason: str = "cooldown_expired"
+
+
+class RestoreProvider(Message, frozen=True, kw_only=True, tag="restore_provider"):
+    """Recovery tells the selector to put a provider back into routing."""
+
+    provider: str
+    reason: str = "probe_succeeded"
+
+
+class ProviderRecovered(Message, frozen=True, kw_only=True, tag="provider_recovered"):
+    """A provider is healthy again after ``downtime_s`` out of routing."""
+
+    provider: str
+    downtime_s: float
+
+
+class ActorRestarted(Message, frozen=True, kw_only=True, tag="actor_restarted"):
+    """The supervisor restarted a crashed actor."""
+
+    actor: str
+    error: str
+    restarts: int
+
+
+# ---------------------------------------------------------------- views
+
+
+class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider as routing sees it."""
+
+    name: str
+    priority: int
+    state: ProviderState
+    failure_count: int = 0
+    cooldown_until: float | None = None
+    cooldown_level: int = 0
+    last_error: LastError | None = None
+    healthy_since: float | None = None
+    down_since: float | None = None
+    detail: str = ""
+
+
+class RoutingSnapshot(Message, frozen=True, kw_only=True, tag="routing_snapshot"):
+    """The selector's view of every provider, sorted by priority."""
+
+    logged: ClassVar[bool] = False
+    version: int
+    providers: tuple[ProviderView, ...]
+
+
+class ProviderMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    requests_total: int = 0
+    requests_success: int = 0
+    requests_failed: int = 0
+    failures_by_category: dict[str, int] = {}
+    latencies_ms: tuple[float, ...] = ()
+    last_success: float | None = None
+    last_failure: float | None = None
+
+
+class MetricsSnapshot(Message, frozen=True, kw_only=True, tag="metrics_snapshot"):
+    """The metrics collector's aggregates, for /status and /metrics."""
+
+    logged: ClassVar[bool] = False
+    providers: dict[str, ProviderMetrics]
+    recent_fallbacks: tuple[FallbackTriggered, ...]  # newest last, at most 50
+    fallbacks_total: dict[str, int]  # "from->to" -> count, since the state file began
+    fallbacks_last_24h: int
+    recovery_times_s: tuple[float, ...]  # newest last, at most 1000
+
+
+class Tick(Message, frozen=True, kw_only=True, tag="tick"):
+    """An actor's own timer fired."""
+
+    logged: ClassVar[bool] = False
+
+
+LoggedMessage = (
+    AttemptSucceeded
+    | AttemptFailed
+    | HealthChecked
+    | FallbackTriggered
+    | DisableProvider
+    | EnableProvider
+    | ErrorClassified
+    | ProviderStateChanged
+    | ProbeRequested
+    | RestoreProvider
+    | ProviderRecovered
+    | ActorRestarted
+)
+
+INPUT_TYPES: tuple[type[Message], ...] = (
+    AttemptSucceeded,
+    AttemptFailed,
+    HealthChecked,
+    FallbackTriggered,
+    DisableProvider,
+    EnableProvider,
+)
+DECISION_TYPES: tuple[type[Message], ...] = (
+    ErrorClassified,
+    ProviderStateChanged,
+    ProbeRequested,
+    RestoreProvider,
+    ProviderRecovered,
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[LoggedMessage] = msgspec.json.Decoder(LoggedMessage)
+
+
+def encode_message(message: Message) -> bytes:
+    """The JSON form stored in the event log (tag included)."""
+    return _encoder.encode(message)
+
+
+def decode_message(data: bytes | str) -> LoggedMessage:
+    """Decode one stored message; raises ``msgspec.ValidationError`` naming the field."""
+    return _decoder.decode(data)

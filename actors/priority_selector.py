@@ -1,0 +1,256 @@
+"""PrioritySelector: owns provider state and publishes routing snapshots.
+
+Takes in: :class:`AttemptSucceeded`, :class:`ErrorClassified`,
+:class:`HealthChecked`, :class:`ProbeRequested`, :class:`RestoreProvider`,
+and the admin commands :class:`DisableProvider` / :class:`EnableProvider`.
+Puts out: :class:`ProviderStateChanged` for every transition, and a
+:class:`RoutingSnapshot` whenever any provider's record changed.
+Owns: each provider's state, consecutive failure count, cooldown deadline and
+cooldown level (persisted through the snapshots).
+Promises:
+
+* ``failure_threshold`` consecutive failures make a provider ``unhealthy``;
+  only a successful probe brings it back;
+* a cooldown is base x growth^level, capped at ``max_cooldown_s``; the level
+  resets after ``stable_period_s`` healthy; a 429's Retry-After is taken as
+  the cooldown itself;
+* a cooldown is never shortened by a later, shorter one;
+* snapshots list providers by priority, so traffic returns to a
+  higher-priority provider the moment it is healthy again (failback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+from .actor import Actor, Bus
+from .clock import Clock
+from .config import ProviderConfig, RoutingConfig
+from .error_classifier import classify
+from .messages import (
+    AttemptSucceeded,
+    DisableProvider,
+    EnableProvider,
+    ErrorClassified,
+    HealthChecked,
+    LastError,
+    Message,
+    ProbeRequested,
+    ProviderState,
+    ProviderStateChanged,
+    ProviderView,
+    RestoreProvider,
+    RoutingSnapshot,
+)
+
+__all__ = ("DOWN_STATES", "USABLE_STATES", "PrioritySelector")
+
+USABLE_STATES: frozenset[ProviderState] = frozenset({"healthy", "degraded"})
+DOWN_STATES: frozenset[ProviderState] = frozenset({"cooldown", "probing", "unhealthy"})
+
+
+@dataclass
+class _Record:
+    name: str
+    priority: int
+    order: int
+    configured: bool
+    key_env: str
+    state: ProviderState = "healthy"
+    failure_count: int = 0
+    cooldown_until: float | None = None
+    cooldown_level: int = 0
+    last_error: LastError | None = None
+    healthy_since: float | None = None
+    down_since: float | None = None
+    detail: str = ""
+
+    def view(self) -> ProviderView:
+        return ProviderView(
+            name=self.name,
+            priority=self.priority,
+            state=self.state,
+            failure_count=self.failure_count,
+            cooldown_until=self.cooldown_until,
+            cooldown_level=self.cooldown_level,
+            last_error=self.last_error,
+            healthy_since=self.healthy_since,
+            down_since=self.down_since,
+            detail=self.detail,
+        )
+
+
+class PrioritySelector(Actor):
+    """Decides each provider's state from outcomes, verdicts, probes and admins."""
+
+    name: ClassVar[str] = "priority_selector"
+    accepts: ClassVar[tuple[type[Message], ...]] = (
+        AttemptSucceeded,
+        ErrorClassified,
+        HealthChecked,
+        ProbeRequested,
+        RestoreProvider,
+        DisableProvider,
+        EnableProvider,
+    )
+
+    def __init__(
+        self,
+        providers: tuple[ProviderConfig, ...],
+        policy: RoutingConfig,
+        *,
+        clock: Clock,
+        bus: Bus,
+        restored: dict[str, ProviderView] | None = None,
+    ) -> None:
+        super().__init__(clock=clock, bus=bus)
+        self.policy = policy
+        self._version = 0
+        now = clock.now()
+        self._records: dict[str, _Record] = {}
+        for order, p in enumerate(providers):
+            rec = _Record(p.name, p.priority, order, p.configured, p.api_key_env, healthy_since=now)
+            old = (restored or {}).get(p.name)
+            if old is not None:
+                rec.state = old.state
+                rec.failure_count = old.failure_count
+                rec.cooldown_until = old.cooldown_until
+                rec.cooldown_level = old.cooldown_level
+                rec.last_error = old.last_error
+                rec.healthy_since = old.healthy_since
+                rec.down_since = old.down_since
+                if rec.state == "probing":  # killed with a probe in flight: probe again
+                    rec.state = "cooldown"
+                    rec.cooldown_until = min(rec.cooldown_until or now, now)
+                if rec.state == "unconfigured":
+                    rec.state = "healthy"
+            if not p.configured:
+                rec.state, rec.detail = "unconfigured", f"{p.api_key_env} is not set"
+            elif not p.enabled:
+                rec.state, rec.detail = "disabled", "enabled = false in the config"
+            self._records[p.name] = rec
+        self._ordered = sorted(self._records.values(), key=lambda r: (r.priority, r.order))
+
+    # -- views ------------------------------------------------------------
+    def snapshot(self, now: float) -> RoutingSnapshot:
+        self._version += 1
+        return RoutingSnapshot(
+            at=now, version=self._version, providers=tuple(r.view() for r in self._ordered)
+        )
+
+    # -- transitions ------------------------------------------------------
+    def _move(
+        self, rec: _Record, new: ProviderState, reason: str, now: float, out: list[Message]
+    ) -> None:
+        old = rec.state
+        if new == old:
+            return
+        rec.state = new
+        if new in DOWN_STATES and rec.down_since is None:
+            rec.down_since = now
+        if new == "healthy":
+            rec.healthy_since = now
+            rec.down_since = None
+            rec.cooldown_until = None
+        elif old in USABLE_STATES and new not in USABLE_STATES:
+            rec.healthy_since = None
+        out.append(
+            ProviderStateChanged(
+                at=now,
+                provider=rec.name,
+                old=old,
+                new=new,
+                reason=reason,
+                cooldown_until=rec.cooldown_until,
+                failure_count=rec.failure_count,
+                cooldown_level=rec.cooldown_level,
+            )
+        )
+
+    def _start_cooldown(self, rec: _Record, base: float, retry_after: float | None, now: float) -> None:
+        """Set (or extend) the cooldown; a repeat grows it unless the provider was stable."""
+        growing = rec.state not in DOWN_STATES or rec.state == "probing"
+        if growing:
+            stable = rec.healthy_since is not None and now - rec.healthy_since >= self.policy.stable_period_s
+            if stable:
+                rec.cooldown_level = 0
+        level = rec.cooldown_level if growing else max(rec.cooldown_level - 1, 0)
+        if retry_after is not None and retry_after > 0:
+            duration = min(retry_after, self.policy.max_cooldown_s)
+        else:
+            duration = min(base * self.policy.cooldown_growth**level, self.policy.max_cooldown_s)
+        if growing:
+            rec.cooldown_level += 1
+        until = now + duration
+        if rec.cooldown_until is None or rec.cooldown_until < until:
+            rec.cooldown_until = until
+
+    def _on_failure(
+        self, rec: _Record, verdict: ErrorClassified, now: float, out: list[Message], *, probe: bool
+    ) -> None:
+        rec.failure_count += 1
+        rec.last_error = LastError(
+            category=verdict.category, status=verdict.status, message=verdict.message, at=now
+        )
+        base = verdict.cooldown_s or self.policy.cooldown_s.server_error
+        unhealthy = rec.failure_count >= self.policy.failure_threshold
+        if probe or unhealthy or verdict.cooldown_s > 0:
+            self._start_cooldown(rec, base, verdict.retry_after_s, now)
+            reason = f"probe_failed:{verdict.category}" if probe else verdict.category
+            self._move(rec, "unhealthy" if unhealthy else "cooldown", reason, now, out)
+        elif rec.state == "healthy":
+            self._move(rec, "degraded", verdict.category, now, out)
+
+    def handle(self, message: Message, now: float) -> list[Message]:
+        out: list[Message] = []
+        name = getattr(message, "provider", None)
+        rec = self._records.get(name) if isinstance(name, str) else None
+        if rec is None:
+            return out
+        before = rec.view()
+        match message:
+            case AttemptSucceeded():
+                if rec.state in USABLE_STATES:
+                    rec.failure_count = 0
+                    self._move(rec, "healthy", "request_succeeded", now, out)
+            case ErrorClassified(penalize=True) if rec.state in USABLE_STATES | DOWN_STATES:
+                self._on_failure(rec, message, now, out, probe=False)
+            case ErrorClassified():
+                pass
+            case HealthChecked(probe=True, ok=False) if rec.state == "probing":
+                self._on_failure(rec, classify(message, self.policy), now, out, probe=True)
+            case HealthChecked(probe=False, ok=True, tier="api" | "full") if rec.state == "degraded":
+                rec.failure_count = 0
+                self._move(rec, "healthy", f"health_{message.tier}_ok", now, out)
+            case HealthChecked():
+                pass
+            case ProbeRequested() if rec.state in ("cooldown", "unhealthy"):
+                self._move(rec, "probing", message.reason, now, out)
+            case ProbeRequested():
+                pass
+            case RestoreProvider() if rec.state in DOWN_STATES:
+                rec.failure_count = 0
+                self._move(rec, "healthy", message.reason, now, out)
+            case RestoreProvider():
+                pass
+            case DisableProvider():
+                rec.detail = "disabled by an admin"
+                self._move(rec, "disabled", "admin_disable", now, out)
+            case EnableProvider() if rec.state == "disabled":
+                rec.detail = ""
+                if not rec.configured:
+                    rec.detail = f"{rec.key_env} is not set"
+                    self._move(rec, "unconfigured", "admin_enable", now, out)
+                elif rec.cooldown_until is not None and rec.cooldown_until > now:
+                    self._move(rec, "cooldown", "admin_enable", now, out)
+                else:
+                    rec.failure_count = 0
+                    self._move(rec, "healthy", "admin_enable", now, out)
+            case EnableProvider():
+                pass
+            case _:
+                pass
+        if out or rec.view() != before:
+            out.append(self.snapshot(now))
+        return out

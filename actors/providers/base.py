@@ -1,0 +1,132 @@
+"""What every upstream adapter shares: the failure it raises, and parsing helpers.
+
+Adapters translate; they hold no policy. A failure leaves an adapter as an
+:class:`UpstreamFailure` (translated from aiohttp/OS errors with
+``raise ... from exc``), which the request path turns into an
+:class:`~actors.messages.AttemptFailed` message.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import msgspec
+
+from ..config import ProviderConfig
+from ..messages import FailureKind
+
+__all__ = (
+    "Adapter",
+    "UpstreamFailure",
+    "error_details",
+    "parse_retry_after",
+    "redact",
+)
+
+
+class UpstreamFailure(Exception):
+    """An attempt at one provider failed; ``kind`` says how (see FailureKind)."""
+
+    def __init__(
+        self,
+        kind: FailureKind,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        retry_after_s: float | None = None,
+        body: bytes = b"",
+    ) -> None:
+        super().__init__(message)
+        self.kind: FailureKind = kind
+        self.message = message
+        self.status = status
+        self.code = code
+        self.retry_after_s = retry_after_s
+        self.body = body
+
+
+class Adapter(Protocol):
+    """One upstream provider, spoken to in its own dialect."""
+
+    config: ProviderConfig
+
+    async def complete(self, body: dict[str, Any], model: str) -> bytes:
+        """POST a chat completion; return the OpenAI-shaped JSON body."""
+        ...
+
+    def stream(
+        self, body: dict[str, Any], model: str
+    ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
+        """Open a streamed completion; iterate OpenAI chunk JSON payloads."""
+        ...
+
+    async def ping(self) -> None:
+        """Raise UpstreamFailure unless the server answers HTTP at all."""
+        ...
+
+    async def check(self) -> None:
+        """Raise UpstreamFailure unless an authenticated listing call works."""
+        ...
+
+
+def parse_retry_after(headers: Mapping[str, str], now: float) -> float | None:
+    """Seconds to wait, from Retry-After (seconds or HTTP date) or retry-after-ms."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000.0)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+class _ErrorBody(msgspec.Struct):
+    error: Any = None
+    message: Any = None
+    detail: Any = None
+
+
+_error_decoder = msgspec.json.Decoder(_ErrorBody)
+_TAGS = re.compile(r"<[^>]+>")
+
+
+def error_details(body: bytes) -> tuple[str, str | None]:
+    """The human message and the machine code of an upstream error body, whatever its shape."""
+    try:
+        parsed = _error_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        text = _TAGS.sub(" ", body[:2000].decode("utf-8", "replace"))
+        return " ".join(text.split())[:300] or "(empty body)", None
+    err = parsed.error
+    if isinstance(err, dict):
+        code = err.get("code") or err.get("type")
+        message = err.get("message") or err.get("msg") or ""
+        return str(message)[:500], None if code is None else str(code)
+    for candidate in (err, parsed.message, parsed.detail):
+        if isinstance(candidate, str) and candidate:
+            return candidate[:500], None
+    return body[:300].decode("utf-8", "replace"), None
+
+
+def redact(text: str, secret: str | None) -> str:
+    """Remove a secret from text that may be shown to people (upstreams echo keys)."""
+    if secret and len(secret) >= 4 and secret in text:
+        return text.replace(secret, "***")
+    return text

@@ -1,0 +1,194 @@
+"""The OpenAI chat-completions dialect: OpenAI, Azure OpenAI, and every
+OpenAI-compatible server (LiteLLM proxy, Kilo Gateway, OpenRouter, vLLM,
+Ollama, Together, Groq...).
+
+Azure differs only in the URL (``/openai/deployments/{model}/...?api-version``)
+and the key header (``api-key``), per Azure OpenAI's REST reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from ..clock import Clock
+from ..config import ProviderConfig
+from .base import UpstreamFailure, error_details, parse_retry_after, redact
+
+__all__ = ("OpenAIAdapter",)
+
+_encode = msgspec.json.Encoder().encode
+
+
+class _Choice(msgspec.Struct):
+    index: int = 0
+
+
+class _Completion(msgspec.Struct):
+    choices: list[_Choice]
+
+
+class _MaybeError(msgspec.Struct):
+    error: Any = None
+
+
+_completion = msgspec.json.Decoder(_Completion)
+_maybe_error = msgspec.json.Decoder(_MaybeError)
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class OpenAIAdapter:
+    """Speaks /chat/completions to one provider; translates every failure."""
+
+    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, clock: Clock) -> None:
+        self.config = config
+        self.session = session
+        self.clock = clock
+        self._key = config.api_key.reveal() if config.api_key else None
+        base = config.base_url.rstrip("/")
+        self._base = base
+        headers = {"Content-Type": "application/json", **config.headers}
+        if self._key:
+            if config.kind == "azure":
+                headers["api-key"] = self._key
+            else:
+                headers["Authorization"] = f"Bearer {self._key}"
+        self._headers = headers
+
+    def _url(self, model: str) -> str:
+        if self.config.kind == "azure":
+            return (
+                f"{self._base}/openai/deployments/{model}/chat/completions"
+                f"?api-version={self.config.api_version}"
+            )
+        return f"{self._base}/chat/completions"
+
+    def _payload(self, body: dict[str, Any], model: str) -> bytes:
+        if body.get("model") == model:
+            return _encode(body)
+        return _encode({**body, "model": model})
+
+    # -- failures ---------------------------------------------------------
+    def _connect_failure(self, exc: BaseException) -> UpstreamFailure:
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return UpstreamFailure("bad_response", f"truncated response body: {exc}")
+        text = redact(str(exc) or type(exc).__name__, self._key)
+        return UpstreamFailure("connect", f"{type(exc).__name__}: {text}")
+
+    async def _http_failure(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+        try:
+            body = await resp.content.read(_MAX_ERROR_BODY)
+        except (aiohttp.ClientError, OSError, RuntimeError):
+            body = b""
+        message, code = error_details(body)
+        return UpstreamFailure(
+            "http",
+            redact(message, self._key),
+            status=resp.status,
+            code=code,
+            retry_after_s=parse_retry_after(resp.headers, self.clock.now()),
+        )
+
+    @staticmethod
+    def _check_json(resp: aiohttp.ClientResponse) -> None:
+        ctype = resp.headers.get("Content-Type", "")
+        if "html" in ctype:
+            raise UpstreamFailure("bad_response", f"HTTP {resp.status} with an HTML page instead of JSON")
+
+    def _validate(self, raw: bytes) -> None:
+        try:
+            _completion.decode(raw)
+            return
+        except msgspec.ValidationError:
+            pass
+        except msgspec.DecodeError as exc:
+            raise UpstreamFailure("bad_response", f"invalid JSON in the response: {exc}") from None
+        # Some proxies answer 200 with an error object (OpenRouter, LiteLLM on provider errors).
+        err = _maybe_error.decode(raw).error
+        if isinstance(err, dict):
+            code = err.get("code")
+            status = code if isinstance(code, int) and 400 <= code < 600 else None
+            message = redact(str(err.get("message", ""))[:500], self._key)
+            if status is not None:
+                raise UpstreamFailure("http", message, status=status, code=str(code))
+            raise UpstreamFailure("bad_response", f"error object in a 200 answer: {message}")
+        raise UpstreamFailure("bad_response", "the response has no 'choices' list")
+
+    # -- calls --------------------------------------------------------------
+    async def complete(self, body: dict[str, Any], model: str) -> bytes:
+        try:
+            async with self.session.post(
+                self._url(model), data=self._payload(body, model), headers=self._headers
+            ) as resp:
+                if resp.status >= 300:
+                    raise await self._http_failure(resp)
+                self._check_json(resp)
+                raw = await resp.read()
+        except UpstreamFailure:
+            raise
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            # uvloop raises RuntimeError where asyncio raises OSError (aiohappyeyeballs).
+            raise self._connect_failure(exc) from exc
+        self._validate(raw)
+        return raw
+
+    @asynccontextmanager
+    async def stream(self, body: dict[str, Any], model: str) -> AsyncIterator[AsyncIterator[bytes]]:
+        payload = self._payload({**body, "stream": True}, model)
+        try:
+            resp = await self.session.post(self._url(model), data=payload, headers=self._headers)
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            raise self._connect_failure(exc) from exc
+        try:
+            if resp.status >= 300:
+                raise await self._http_failure(resp)
+            self._check_json(resp)
+            yield self._events(resp)
+        finally:
+            resp.release()
+
+    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+        """Yield each SSE ``data:`` payload; a stream without ``[DONE]`` is cut."""
+        try:
+            async for line in resp.content:
+                if not line.startswith(b"data:"):
+                    continue  # comments (": keep-alive"), event:, id:, blank lines
+                data = line[5:].strip()
+                if data == b"[DONE]":
+                    return
+                if data.startswith(b'{"error"'):
+                    self._validate(data)  # raises the upstream's error
+                yield data
+        except UpstreamFailure:
+            raise
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            raise UpstreamFailure("stream_cut", f"the stream broke: {type(exc).__name__}") from exc
+        raise UpstreamFailure("stream_cut", "the stream ended without [DONE]")
+
+    async def ping(self) -> None:
+        """Any HTTP answer on the health path means the server is up."""
+        url = self._base + (self.config.health_path or "/models")
+        try:
+            async with self.session.get(url) as resp:
+                if resp.status >= 500:
+                    raise await self._http_failure(resp)
+        except UpstreamFailure:
+            raise
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            raise self._connect_failure(exc) from exc
+
+    async def check(self) -> None:
+        """An authenticated GET /models: catches bad keys and dead backends."""
+        try:
+            async with self.session.get(self._base + "/models", headers=self._headers) as resp:
+                # 404/405: the server has no model listing; that says nothing bad about it.
+                if resp.status >= 300 and resp.status not in (404, 405):
+                    raise await self._http_failure(resp)
+        except UpstreamFailure:
+            raise
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            raise self._connect_failure(exc) from exc

@@ -1,0 +1,430 @@
+"""The request path: one chat completion, tried across providers until one answers.
+
+It reads the latest :class:`RoutingSnapshot` (no actor round-trip), tells
+each attempt's outcome to the bus without waiting, and decides retry /
+fall back / return on the spot with the same pure :func:`classify` the
+ErrorClassifier actor applies. Budgets: a per-attempt timeout (the
+provider's ``timeout_s``), one end-to-end ``request_deadline_s``, and
+``max_attempts`` tries, retries included.
+
+When every candidate is out of routing it does not fail at once: it waits
+for the routing snapshot to bring one back (a finished cooldown and a
+successful probe: no user request is used as a probe) as long as the
+soonest recovery falls inside the deadline.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import AsyncExitStack
+from functools import cached_property
+from typing import Any
+
+import anyio
+import msgspec
+
+from .actor import Bus
+from .clock import Clock
+from .config import Config, ProviderConfig
+from .error_classifier import classify
+from .errors import (
+    AllProvidersFailedError,
+    Attempt,
+    StreamInterruptedError,
+    UnknownModelError,
+    UpstreamRejectedError,
+)
+from .messages import AttemptFailed, AttemptSucceeded, FallbackTriggered, RoutingSnapshot
+from .priority_selector import DOWN_STATES, USABLE_STATES
+from .providers.base import Adapter, UpstreamFailure
+
+__all__ = ("ChatReply", "ChatStream", "RequestPath")
+
+_decode_json = msgspec.json.Decoder().decode
+
+
+class ChatReply:
+    """A completed chat: who answered, after how many attempts, and the body."""
+
+    __slots__ = ("__dict__", "attempt_log", "attempts", "latency_ms", "model", "provider", "raw")
+
+    def __init__(
+        self, *, provider: str, model: str, raw: bytes, attempt_log: list[Attempt], latency_ms: float
+    ) -> None:
+        self.provider = provider
+        self.model = model
+        self.raw = raw
+        self.attempt_log = attempt_log
+        self.attempts = len(attempt_log) + 1
+        self.latency_ms = latency_ms
+
+    @cached_property
+    def body(self) -> dict[str, Any]:
+        """The OpenAI-shaped response body."""
+        result: dict[str, Any] = _decode_json(self.raw)
+        return result
+
+    @property
+    def text(self) -> str:
+        """The first choice's message content ('' when there is none)."""
+        try:
+            content = self.body["choices"][0]["message"].get("content")
+        except (KeyError, IndexError, TypeError, AttributeError):
+            return ""
+        return content if isinstance(content, str) else ""
+
+    def __repr__(self) -> str:
+        return f"ChatReply(provider={self.provider!r}, attempts={self.attempts})"
+
+
+class _Delta(msgspec.Struct):
+    content: str | None = None
+
+
+class _ChunkChoice(msgspec.Struct):
+    delta: _Delta | None = None
+
+
+class _Chunk(msgspec.Struct):
+    choices: list[_ChunkChoice] = []
+
+
+_chunk_decoder = msgspec.json.Decoder(_Chunk)
+
+
+class ChatStream:
+    """A stream already answering: its first chunk has arrived from ``provider``.
+
+    Iterate it for each chunk's JSON payload (bytes); use it as an async
+    context manager so the upstream connection is released. A failure from
+    here on raises :class:`StreamInterruptedError` with the partial text.
+    """
+
+    def __init__(
+        self,
+        path: RequestPath,
+        *,
+        provider: str,
+        model: str,
+        request_id: str,
+        first: bytes,
+        chunks: AsyncIterator[bytes],
+        stack: AsyncExitStack,
+        attempt_log: list[Attempt],
+        started: float,
+    ) -> None:
+        self._path = path
+        self.provider = provider
+        self.model = model
+        self.request_id = request_id
+        self._first: bytes | None = first
+        self._chunks = chunks
+        self._stack = stack
+        self.attempt_log = attempt_log
+        self.attempts = len(attempt_log) + 1
+        self._started = started
+        self._ttfb_ms = (time.perf_counter() - started) * 1000.0
+        self._parts: list[str] = []
+        self._reported = False
+
+    @property
+    def partial_text(self) -> str:
+        return "".join(self._parts)
+
+    def collect(self, payload: bytes) -> None:
+        try:
+            chunk = _chunk_decoder.decode(payload)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            raise UpstreamFailure("bad_response", "a stream chunk is not valid JSON") from None
+        for choice in chunk.choices[:1]:
+            if choice.delta is not None and choice.delta.content:
+                self._parts.append(choice.delta.content)
+
+    async def __aenter__(self) -> ChatStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        """Release the upstream; a stream that did not fail counts as a success."""
+        if not self._reported:
+            self._reported = True
+            path = self._path
+            path.bus.tell(AttemptSucceeded(at=path.clock.now(), provider=self.provider,
+                                           model=self.model, request_id=self.request_id,
+                                           latency_ms=round(self._ttfb_ms, 3), stream=True))
+        await self._stack.aclose()
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._iterate()
+
+    async def _iterate(self) -> AsyncIterator[bytes]:
+        path, clock = self._path, self._path.clock
+        if self._first is not None:
+            first, self._first = self._first, None
+            yield first
+        idle = path.config.routing.stream_idle_timeout_s
+        while True:
+            failure: UpstreamFailure | None = None
+            payload: bytes | None = None
+            with clock.deadline_scope(clock.now() + idle) as scope:
+                try:
+                    payload = await self._chunks.__anext__()
+                    self.collect(payload)
+                except StopAsyncIteration:
+                    pass
+                except UpstreamFailure as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = UpstreamFailure("stream_stall", f"no chunk for {idle:g} s")
+            if failure is not None:
+                self._reported = True
+                attempt = path.report_failure(
+                    self.provider, self.model, self.request_id, failure, 1, self._started, stream=True
+                )[0]
+                await self.aclose()
+                raise StreamInterruptedError(self.provider, self.partial_text, attempt, self.attempts)
+            if payload is None:
+                return
+            yield payload
+
+
+class RequestPath:
+    """Sends one request to the best provider, falling back as the matrix says."""
+
+    def __init__(
+        self,
+        config: Config,
+        adapters: Mapping[str, Adapter],
+        *,
+        clock: Clock,
+        bus: Bus,
+        snapshot: Callable[[], RoutingSnapshot],
+        changed: Callable[[], anyio.Event],
+    ) -> None:
+        self.config = config
+        self.adapters = adapters
+        self.clock = clock
+        self.bus = bus
+        self._snapshot = snapshot
+        self._changed = changed
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3)
+        self._serving: dict[str, dict[str, ProviderConfig]] = {}
+        for p in config.providers:
+            for logical in p.models:
+                self._serving.setdefault(logical, {})[p.name] = p
+
+    def new_request_id(self) -> str:
+        return f"req-{self._prefix}-{next(self._ids)}"
+
+    def serving(self, model: str) -> dict[str, ProviderConfig]:
+        found = self._serving.get(model)
+        if found is None:
+            raise UnknownModelError(model, list(self._serving))
+        return found
+
+    # -- choosing -----------------------------------------------------------
+    def _choose(
+        self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], now: float
+    ) -> tuple[str | None, float]:
+        """The best usable provider now, or None and when one may come back."""
+        soonest = math.inf
+        for view in self._snapshot().providers:
+            if view.name not in serving:
+                continue
+            until = blocked.get(view.name, 0.0)
+            if view.state in USABLE_STATES:
+                if until <= now:
+                    return view.name, now
+                soonest = min(soonest, until)
+            elif view.state in DOWN_STATES:
+                soonest = min(soonest, max(view.cooldown_until or now, until, now))
+        return None, soonest
+
+    async def _pick(
+        self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], deadline: float
+    ) -> str | None:
+        while True:
+            now = self.clock.now()
+            name, soonest = self._choose(serving, blocked, now)
+            if name is not None:
+                return name
+            if soonest > deadline:
+                return None
+            # Wait for routing to bring one back (cooldown over and probe passed),
+            # or for a provider this request set aside to be worth a new try.
+            wake = min(deadline, max(soonest, now)) if soonest > now else deadline
+            changed = self._changed()
+            with self.clock.deadline_scope(wake):
+                await changed.wait()
+            if self.clock.now() >= deadline:
+                return None
+
+    # -- reporting ----------------------------------------------------------
+    def report_failure(
+        self,
+        provider: str,
+        model: str,
+        request_id: str,
+        failure: UpstreamFailure,
+        tries: int,
+        started: float,
+        *,
+        stream: bool = False,
+    ) -> tuple[Attempt, AttemptFailed, str, float]:
+        """Tell the bus; return the attempt record, the message, the action and cooldown."""
+        latency = (time.perf_counter() - started) * 1000.0
+        msg = AttemptFailed(
+            at=self.clock.now(),
+            provider=provider,
+            model=model,
+            request_id=request_id,
+            kind=failure.kind,
+            latency_ms=round(latency, 3),
+            status=failure.status,
+            code=failure.code,
+            message=failure.message[:500],
+            retry_after_s=failure.retry_after_s,
+            attempt=tries,
+            stream=stream,
+        )
+        self.bus.tell(msg)
+        verdict = classify(msg, self.config.routing)
+        attempt = Attempt(provider, failure.status, verdict.category, msg.message, round(latency, 3))
+        return attempt, msg, verdict.action, verdict.cooldown_s
+
+    def no_provider_reason(self, serving: Mapping[str, ProviderConfig]) -> str:
+        views = {v.name: v for v in self._snapshot().providers}
+        parts = []
+        for name in serving:
+            view = views.get(name)
+            if view is not None and view.state not in USABLE_STATES:
+                detail = f": {view.detail}" if view.detail else ""
+                parts.append(f"{name} is {view.state}{detail}")
+        return "; ".join(parts)
+
+    # -- the loop ---------------------------------------------------------
+    async def complete(self, body: dict[str, Any], model: str) -> ChatReply:
+        """One non-streamed chat completion, with failover."""
+        plan = _Plan(self, model, stream=False)
+        while True:
+            name, provider, attempt_deadline, started = await plan.next()
+            failure: UpstreamFailure | None = None
+            with self.clock.deadline_scope(attempt_deadline) as scope:
+                try:
+                    raw = await self.adapters[name].complete(body, provider.models[model])
+                except UpstreamFailure as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = UpstreamFailure("timeout", f"no answer within {provider.timeout_s:g} s")
+            if failure is not None:
+                plan.failed(name, failure, started)
+                continue
+            latency = (time.perf_counter() - started) * 1000.0
+            self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=name, model=model,
+                                           request_id=plan.request_id, latency_ms=round(latency, 3)))
+            return ChatReply(provider=name, model=model, raw=raw, attempt_log=plan.log,
+                             latency_ms=latency)
+
+    async def open_stream(self, body: dict[str, Any], model: str) -> ChatStream:
+        """Connect a streamed completion, failing over until a first chunk arrives."""
+        plan = _Plan(self, model, stream=True)
+        while True:
+            name, provider, attempt_deadline, started = await plan.next()
+            failure: UpstreamFailure | None = None
+            stack = AsyncExitStack()
+            first: bytes | None = None
+            with self.clock.deadline_scope(attempt_deadline) as scope:
+                try:
+                    chunks = await stack.enter_async_context(
+                        self.adapters[name].stream(body, provider.models[model])
+                    )
+                    first = await chunks.__anext__()
+                except StopAsyncIteration:
+                    failure = UpstreamFailure("stream_cut", "the stream ended before its first chunk")
+                except UpstreamFailure as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = UpstreamFailure("timeout", f"no first chunk within {provider.timeout_s:g} s")
+            stream: ChatStream | None = None
+            if failure is None and first is not None:
+                stream = ChatStream(self, provider=name, model=model, request_id=plan.request_id,
+                                    first=first, chunks=chunks, stack=stack, attempt_log=plan.log,
+                                    started=started)
+                try:
+                    stream.collect(first)
+                except UpstreamFailure as exc:
+                    failure, stream = exc, None
+            if stream is not None:
+                return stream
+            await stack.aclose()
+            plan.failed(name, failure or UpstreamFailure("stream_cut", "no first chunk"), started)
+
+
+class _Plan:
+    """One request's journey: which provider next, what each failure means."""
+
+    def __init__(self, path: RequestPath, model: str, *, stream: bool) -> None:
+        self.path = path
+        self.model = model
+        self.stream = stream
+        self.serving = path.serving(model)
+        self.request_id = path.new_request_id()
+        self.deadline = path.clock.now() + path.config.routing.request_deadline_s
+        self.log: list[Attempt] = []
+        self._blocked: dict[str, float] = {}
+        self._tries: dict[str, int] = {}
+        self._retry: str | None = None
+        self._fallback_from: tuple[str, str, str] | None = None
+
+    async def next(self) -> tuple[str, ProviderConfig, float, float]:
+        """The next provider to try: (name, config, attempt deadline, perf start)."""
+        path, routing = self.path, self.path.config.routing
+        name: str | None = None
+        if len(self.log) < routing.max_attempts:
+            name = self._retry or await path._pick(self.serving, self._blocked, self.deadline)
+        self._retry = None
+        if self._fallback_from is not None:
+            origin, category, reason = self._fallback_from
+            self._fallback_from = None
+            path.bus.tell(FallbackTriggered(at=path.clock.now(), request_id=self.request_id,
+                                            from_provider=origin, to_provider=name,
+                                            category=category, reason=reason))
+        if name is None:
+            raise AllProvidersFailedError(self.model, self.log, self._reason())
+        self._tries[name] = self._tries.get(name, 0) + 1
+        provider = self.serving[name]
+        now = path.clock.now()
+        return name, provider, min(now + provider.timeout_s, self.deadline), time.perf_counter()
+
+    def failed(self, name: str, failure: UpstreamFailure, started: float) -> None:
+        """Record a failure and decide: retry, set the provider aside, or give up."""
+        attempt, msg, action, cooldown = self.path.report_failure(
+            name, self.model, self.request_id, failure, self._tries[name], started,
+            stream=self.stream,
+        )
+        self.log.append(attempt)
+        if action == "return":
+            raise UpstreamRejectedError(name, failure.status or 400, failure.message, failure.body)
+        if action == "retry" and self.path.clock.now() < self.deadline:
+            self._retry = name
+            return
+        now = self.path.clock.now()
+        self._blocked[name] = now + cooldown if cooldown > 0 else math.inf
+        self._fallback_from = (name, attempt.category, msg.message[:200])
+
+    def _reason(self) -> str:
+        routing = self.path.config.routing
+        if len(self.log) >= routing.max_attempts:
+            return f"max_attempts ({routing.max_attempts}) reached"
+        if self.path.clock.now() >= self.deadline:
+            return f"request deadline ({routing.request_deadline_s:g} s) reached"
+        if not self.log:
+            return self.path.no_provider_reason(self.serving)
+        return "no other provider can serve it within the deadline"
