@@ -35,6 +35,7 @@ from .messages import (
     ProbeRequested,
     ProviderState,
     ProviderStateChanged,
+    RoutingSnapshot,
     Tick,
 )
 from .providers.base import Adapter, UpstreamFailure
@@ -59,7 +60,12 @@ class HealthMonitor(Actor):
     """Schedules and runs health checks; reports each result as data."""
 
     name: ClassVar[str] = "health_monitor"
-    accepts: ClassVar[tuple[type[Message], ...]] = (ProbeRequested, ProviderStateChanged, HealthChecked)
+    accepts: ClassVar[tuple[type[Message], ...]] = (
+        ProbeRequested,
+        ProviderStateChanged,
+        HealthChecked,
+        RoutingSnapshot,  # full state: heals whatever a crash made it miss
+    )
 
     def __init__(
         self,
@@ -120,6 +126,8 @@ class HealthMonitor(Actor):
                                         tier=self.health.probe_tier, probe=True))
             case ProviderStateChanged():
                 self._states[message.provider] = message.new
+            case RoutingSnapshot():
+                self._states.update((v.name, v.state) for v in message.providers)
             case HealthChecked():
                 self._in_flight.discard((message.provider, "probe" if message.probe else message.tier))
             case _:

@@ -28,6 +28,7 @@ from .messages import (
     ProviderStateChanged,
     ProviderView,
     RestoreProvider,
+    RoutingSnapshot,
     Tick,
 )
 from .priority_selector import DOWN_STATES
@@ -55,7 +56,9 @@ class RecoveryManager(Actor):
     """Brings providers back: probe at the end of each cooldown, restore on success."""
 
     name: ClassVar[str] = "recovery_manager"
-    accepts: ClassVar[tuple[type[Message], ...]] = (ProviderStateChanged, HealthChecked)
+    # Snapshots carry every provider's full state: a restart after a crash, or a
+    # message lost with it, is made good by the next snapshot.
+    accepts: ClassVar[tuple[type[Message], ...]] = (ProviderStateChanged, HealthChecked, RoutingSnapshot)
 
     def __init__(
         self,
@@ -88,8 +91,24 @@ class RecoveryManager(Actor):
                 return self._on_state(message, now)
             case HealthChecked():
                 return self._on_health(message, now)
+            case RoutingSnapshot():
+                self._reconcile(message.providers)
+                return []
             case _:
                 return []
+
+    def _reconcile(self, views: tuple[ProviderView, ...]) -> None:
+        for view in views:
+            w = self._watches.get(view.name)
+            if w is None or (w.state, w.cooldown_until) == (view.state, view.cooldown_until):
+                continue
+            w.state, w.cooldown_until = view.state, view.cooldown_until
+            if view.state in DOWN_STATES:
+                w.down_since = w.down_since if w.down_since is not None else view.down_since
+                if view.last_error is not None:
+                    w.category = view.last_error.category
+            if view.state in ("cooldown", "unhealthy"):
+                w.probe_deadline = None
 
     def _on_tick(self, now: float) -> list[Message]:
         out: list[Message] = []

@@ -18,10 +18,10 @@ with :class:`SupervisorClosedError`, and flushes the store.
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 import anyio
@@ -58,6 +58,7 @@ from .validation import check_request
 __all__ = ("Supervisor",)
 
 log = logging.getLogger("actors.supervisor")
+T = TypeVar("T")
 _MAX_BACKOFF_S = 5.0
 
 
@@ -157,7 +158,8 @@ class Supervisor:
             selector,
             RecoveryManager(snapshot.providers, probe_timeout_s=health_timeouts[config.health.probe_tier],
                             clock=clock, bus=bus),
-            HealthMonitor(config.providers, config.health, states={v.name: v.state for v in snapshot.providers},
+            HealthMonitor(config.providers, config.health,
+                          states={v.name: v.state for v in snapshot.providers},
                           adapters=adapters, clock=clock, bus=bus),
             collector,
         ]
@@ -206,7 +208,9 @@ class Supervisor:
         for actor in self.actors.values():
             actor.close()
 
-    async def _supervise(self, actor: Actor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    async def _supervise(
+        self, actor: Actor, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED
+    ) -> None:
         """Run an actor; on a crash log it, announce it, and restart it after a backoff."""
         status = task_status
         restarts = 0
@@ -310,7 +314,7 @@ class Supervisor:
                 chunk: dict[str, Any] = msgspec.json.decode(payload)
                 yield chunk
 
-    async def _tracked(self, coro: Any) -> Any:
+    async def _tracked(self, coro: Awaitable[T]) -> T:
         self._in_flight += 1
         try:
             return await coro
@@ -351,6 +355,17 @@ class Supervisor:
     async def enable(self, name: str) -> str:
         """Put a disabled provider back into routing; returns its new state."""
         return await self._admin(name, EnableProvider(at=self.clock.now(), provider=name))
+
+    async def wait_for_state(self, name: str, *states: str, within_s: float = 10.0) -> str:
+        """Wait (real time, bounded) until ``name`` is in one of ``states``; return it.
+
+        For tests and tools: probes and health checks are real I/O, so a state
+        change can land a moment after the virtual clock moved.
+        """
+        with anyio.fail_after(within_s):
+            while (state := self.state_of(name)) not in states:
+                await self._routing_changed.wait()
+        return state
 
     def state_of(self, name: str) -> str:
         """The provider's current state."""

@@ -1,0 +1,505 @@
+"""A fake OpenAI-compatible provider for tests: a real HTTP server with scripted faults.
+
+:class:`FakeUpstream` is an ``aiohttp.web`` app on 127.0.0.1, port 0. Each
+``POST /v1/chat/completions`` takes the next :class:`Fault` from a FIFO script
+(or the default) and answers as it says: a completion (JSON or SSE), an
+OpenAI-shaped error, a hang, a reset, a stream cut or stalled half-way, or a
+malformed body. Health routes (``GET /v1/models``, ``/health``, ...) answer
+from :meth:`FakeUpstream.set_health`. It records every completion request.
+It owns its listening socket, so the port can refuse connections and later
+accept them again on the same number. Hangs and stalls wait on an event that
+:meth:`FakeUpstream.release` and :meth:`FakeUpstream.close` set, so closing
+never waits for a timeout.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import struct
+import time
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from types import TracebackType
+from typing import Any, Literal
+
+import anyio
+import anyio.lowlevel
+from aiohttp import web
+
+__all__ = (
+    "FakeUpstream",
+    "Fault",
+    "RecordedRequest",
+    "context_length_exceeded",
+    "cut_stream",
+    "error",
+    "garbage",
+    "hang",
+    "ok",
+    "reset",
+    "stall_stream",
+)
+
+FaultKind = Literal["ok", "error", "hang", "reset", "cut_stream", "stall_stream", "garbage"]
+GarbageKind = Literal["html", "invalid_json", "wrong_shape", "truncated", "empty"]
+
+_DEFAULT_TEXT = "Hello from fake"
+# (message, type, code) per status, as the OpenAI API spells them.
+_ERROR_DEFAULTS: dict[int, tuple[str, str, str | None]] = {
+    400: ("Invalid request.", "invalid_request_error", None),
+    401: ("Incorrect API key provided.", "invalid_request_error", "invalid_api_key"),
+    403: ("You are not allowed to access this resource.", "permission_error", None),
+    404: ("The model does not exist or you do not have access to it.",
+          "invalid_request_error", "model_not_found"),
+    429: ("Rate limit reached for requests.", "requests", "rate_limit_exceeded"),
+    500: ("The server had an error while processing your request.", "server_error", None),
+    502: ("Bad gateway.", "server_error", None),
+    503: ("The server is overloaded, please try again later.", "server_error", "overloaded"),
+    504: ("Gateway timeout.", "server_error", None),
+}
+_GARBAGE: dict[str, tuple[str, str]] = {
+    "html": ("<html><head><title>502 Bad Gateway</title></head><body><h1>502 Bad Gateway</h1>"
+             "<hr><center>nginx</center></body></html>", "text/html"),
+    "invalid_json": ('{"choices": [', "application/json"),
+    "wrong_shape": ('{"result": "ok"}', "application/json"),
+    "empty": ("", "application/json"),
+}
+
+
+@dataclass(frozen=True, kw_only=True, slots=True)
+class Fault:
+    """One scripted answer; build it with :func:`ok`, :func:`error`, :func:`hang`, ..."""
+
+    kind: FaultKind
+    text: str = _DEFAULT_TEXT
+    chunks: int = 4
+    usage: bool = True
+    delay_s: float = 0.0
+    status: int = 200
+    message: str = ""
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+    retry_after: float | str | None = None
+    after: int = 0
+    garbage: GarbageKind = "html"
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRequest:
+    """A completion request as the fake received it (headers are case-insensitive)."""
+
+    path: str
+    headers: Mapping[str, str]
+    body: dict[str, Any] | None
+    stream: bool
+
+
+def ok(text: str = _DEFAULT_TEXT, *, chunks: int = 4, usage: bool = True,
+       delay_s: float = 0.0) -> Fault:
+    """Answer normally: a chat.completion, or `chunks` SSE chunks when the request streams."""
+    if chunks < 1:
+        raise ValueError("chunks must be at least 1")
+    return Fault(kind="ok", text=text, chunks=chunks, usage=usage, delay_s=delay_s)
+
+
+def error(status: int, message: str = "", *, code: str | None = None, type: str | None = None,
+          retry_after: float | str | None = None) -> Fault:
+    """Answer `status` with an OpenAI error body and, if given, a Retry-After header."""
+    phrase = HTTPStatus(status).phrase if status in set(HTTPStatus) else "Error"
+    default_message, default_type, default_code = _ERROR_DEFAULTS.get(
+        status, (phrase, "server_error" if status >= 500 else "invalid_request_error", None))
+    return Fault(kind="error", status=status, message=message or default_message,
+                 type=type or default_type, code=code or default_code, retry_after=retry_after)
+
+
+def context_length_exceeded() -> Fault:
+    """Answer 400 ``context_length_exceeded`` the way OpenAI does."""
+    return Fault(kind="error", status=400, type="invalid_request_error",
+                 code="context_length_exceeded", param="messages",
+                 message="This model's maximum context length is 8192 tokens. However, your "
+                         "messages resulted in 9000 tokens. Please reduce the length of the "
+                         "messages.")
+
+
+def hang() -> Fault:
+    """Read the request and never answer, until released or closed; then drop the connection."""
+    return Fault(kind="hang")
+
+
+def reset() -> Fault:
+    """Reset the TCP connection without sending any HTTP response."""
+    return Fault(kind="reset")
+
+
+def cut_stream(after: int, *, text: str = _DEFAULT_TEXT, chunks: int | None = None) -> Fault:
+    """Stream `after` content chunks of `text`, then close the connection without ``[DONE]``.
+
+    The text is split into `chunks` pieces (default ``after + 1``, so content is always lost).
+    """
+    return _stream_fault("cut_stream", after, text, chunks)
+
+
+def stall_stream(after: int, *, text: str = _DEFAULT_TEXT, chunks: int | None = None) -> Fault:
+    """Stream `after` content chunks of `text`, then go silent until released or closed."""
+    return _stream_fault("stall_stream", after, text, chunks)
+
+
+def garbage(kind: GarbageKind = "html", *, status: int = 200) -> Fault:
+    """Answer `status` with a body no OpenAI client can parse."""
+    return Fault(kind="garbage", garbage=kind, status=status)
+
+
+def _stream_fault(kind: FaultKind, after: int, text: str, chunks: int | None) -> Fault:
+    total = after + 1 if chunks is None else chunks
+    if not 0 <= after <= total or total < 1:
+        raise ValueError("need 0 <= after <= chunks and chunks >= 1")
+    return Fault(kind=kind, after=after, text=text, chunks=total)
+
+
+def _split(text: str, n: int) -> list[str]:
+    size, extra = divmod(len(text), n)
+    bounds = [k * size + min(k, extra) for k in range(n + 1)]
+    return [text[bounds[k]:bounds[k + 1]] for k in range(n)]
+
+
+def _sse(payload: Mapping[str, Any] | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+def _bind(port: int) -> socket.socket:
+    # SO_REUSEADDR so the port can be bound again while connections from the
+    # previous listener linger in TIME_WAIT.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(("127.0.0.1", port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class FakeUpstream:
+    """A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script."""
+
+    def __init__(self, name: str = "fake", *, default: Fault | None = None,
+                 models: list[str] | None = None, api_key: str | None = None) -> None:
+        self.name = name
+        self.models = list(models) if models is not None else ["fake-model"]
+        self.api_key = api_key
+        self.requests: list[RecordedRequest] = []
+        self.health_requests = 0
+        self._default = default or ok()
+        self._health: Fault | None = None
+        self._script: deque[Fault] = deque()
+        self._runner: web.AppRunner | None = None
+        self._site: web.SockSite | None = None
+        # While refusing, a bound but not listening socket holds the port: the
+        # kernel answers SYNs with RST (ECONNREFUSED) and nobody else can take it.
+        self._reserved: socket.socket | None = None
+        self._port = 0
+        self._closing = False
+        self._released: anyio.Event | None = None
+        self._stopped: anyio.Event | None = None
+        self._parked = 0
+        self._parked_changed: anyio.Event | None = None
+
+    async def __aenter__(self) -> FakeUpstream:
+        await self.start()
+        return self
+
+    async def __aexit__(self, exc_type: type[BaseException] | None,
+                        exc: BaseException | None, tb: TracebackType | None) -> None:
+        await self.close()
+
+    @property
+    def port(self) -> int:
+        """The TCP port, fixed from :meth:`start` until :meth:`close`."""
+        if not self._port:
+            raise RuntimeError("FakeUpstream is not started")
+        return self._port
+
+    @property
+    def base_url(self) -> str:
+        """The OpenAI base URL, ``http://127.0.0.1:<port>/v1``."""
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    @property
+    def completions(self) -> int:
+        """How many completion requests arrived."""
+        return len(self.requests)
+
+    def script(self, *faults: Fault) -> None:
+        """Queue answers for the next completion requests, in order."""
+        self._script.extend(faults)
+
+    def set_default(self, fault: Fault) -> None:
+        """Answer with `fault` whenever the script is empty."""
+        self._default = fault
+
+    def set_health(self, fault: Fault | None) -> None:
+        """Answer health routes with `fault`; None (or ``ok()``) means healthy."""
+        self._health = fault
+
+    def release(self) -> None:
+        """Wake every hang and stall now waiting; each then closes its connection."""
+        if self._released is not None:
+            self._released.set()
+            self._released = anyio.Event()
+            # Count them out now, not when their tasks next run, so that a
+            # following wait_hanging() waits for new hangs.
+            self._parked = 0
+
+    async def wait_hanging(self, count: int = 1) -> None:
+        """Wait until at least `count` requests are parked in a hang or stall."""
+        while self._parked < count:
+            assert self._parked_changed is not None, "FakeUpstream is not started"
+            await self._parked_changed.wait()
+
+    async def start(self) -> None:
+        """Start listening on a free port."""
+        if self._runner is not None:
+            raise RuntimeError("FakeUpstream is already started")
+        self._released, self._stopped = anyio.Event(), anyio.Event()
+        self._parked_changed = anyio.Event()
+        app = web.Application()
+        for path in ("/v1/chat/completions", "/chat/completions"):
+            app.router.add_post(path, self._on_completion)
+        for path in ("/v1/models", "/models", "/health", "/health/liveliness", "/v1/health"):
+            app.router.add_get(path, self._on_health)
+        # Hangs are woken on close, so a short shutdown timeout never bites.
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
+        await runner.setup()
+        self._runner = runner
+        sock = _bind(0)
+        self._port = sock.getsockname()[1]
+        await self._listen(sock)
+
+    async def close(self) -> None:
+        """Wake hangs, drop connections and stop the server; idempotent."""
+        if self._runner is None or self._closing:
+            return
+        self._closing = True
+        assert self._stopped is not None
+        self._stopped.set()
+        self.release()
+        try:
+            await self._runner.cleanup()
+        finally:
+            if self._reserved is not None:
+                self._reserved.close()
+                self._reserved = None
+            self._site = None
+
+    async def refuse_connections(self) -> None:
+        """Stop listening and drop open connections; the port refuses until accept_connections."""
+        if self._site is None or self._runner is None:
+            return
+        await self._site.stop()
+        self._site = None
+        self._reserved = _bind(self._port)
+        server = self._runner.server
+        handlers = server.connections if server is not None else []
+        for handler in handlers:
+            if handler.transport is not None:
+                handler.transport.abort()
+        # Wait until the sockets are really closed, then give a client in this
+        # event loop a few turns to read the EOF, so its pool doesn't hand out a
+        # dead connection: its next request must see ECONNREFUSED, as after a
+        # crash. (Two turns suffice on asyncio and uvloop; three for margin.)
+        for _ in range(100):
+            if all(handler.transport is None for handler in handlers):
+                break
+            await anyio.lowlevel.checkpoint()
+        for _ in range(3):
+            await anyio.lowlevel.checkpoint()
+
+    async def accept_connections(self) -> None:
+        """Listen again on the same port."""
+        if self._reserved is None or self._closing:
+            return
+        sock, self._reserved = self._reserved, None
+        await self._listen(sock)
+
+    async def _listen(self, sock: socket.socket) -> None:
+        assert self._runner is not None
+        self._site = web.SockSite(self._runner, sock)
+        await self._site.start()
+
+    async def _on_completion(self, request: web.Request) -> web.StreamResponse:
+        raw = await request.read()
+        try:
+            parsed = json.loads(raw)
+        except ValueError:
+            parsed = None
+        body = parsed if isinstance(parsed, dict) else None
+        stream = bool(body and body.get("stream"))
+        self.requests.append(RecordedRequest(request.path, request.headers, body, stream))
+        if not self._authorized(request):
+            fault = error(401)  # a rejected request does not use up the script
+        else:
+            fault = self._script.popleft() if self._script else self._default
+        return await self._answer(request, fault, body or {}, health=False)
+
+    async def _on_health(self, request: web.Request) -> web.StreamResponse:
+        self.health_requests += 1
+        await request.read()
+        fault = (self._health or ok()) if self._authorized(request) else error(401)
+        return await self._answer(request, fault, {}, health=True)
+
+    def _authorized(self, request: web.Request) -> bool:
+        return self.api_key is None or (
+            request.headers.get("Authorization") == f"Bearer {self.api_key}")
+
+    async def _answer(self, request: web.Request, fault: Fault, body: dict[str, Any],
+                      *, health: bool) -> web.StreamResponse:
+        try:
+            return await self._dispatch(request, fault, body, health=health)
+        except ConnectionError:
+            # The client went away mid-answer. Without this, aiohttp would log
+            # "Error handling request" with a traceback.
+            return self._drop(request)
+
+    async def _dispatch(self, request: web.Request, fault: Fault, body: dict[str, Any],
+                        *, health: bool) -> web.StreamResponse:
+        model = str(body.get("model", self.models[0] if self.models else "fake-model"))
+        match fault.kind:
+            case "ok":
+                if fault.delay_s > 0:
+                    assert self._stopped is not None
+                    with anyio.move_on_after(fault.delay_s):
+                        await self._stopped.wait()
+                if health:
+                    return web.json_response(self._health_body(request.path))
+                if body.get("stream"):
+                    include = bool((body.get("stream_options") or {}).get("include_usage"))
+                    return await self._stream(request, fault, model, body,
+                                              usage=include and fault.usage)
+                return web.json_response(self._completion(fault, model, body))
+            case "error":
+                ra = fault.retry_after
+                if isinstance(ra, float | int) and float(ra).is_integer():
+                    ra = int(ra)  # "30", not "30.0", like real servers
+                headers = {} if ra is None else {"Retry-After": str(ra)}
+                err = {"message": fault.message, "type": fault.type,
+                       "code": fault.code, "param": fault.param}
+                return web.json_response({"error": err}, status=fault.status, headers=headers)
+            case "hang":
+                await self._park()
+                return self._drop(request)
+            case "reset":
+                return self._drop(request, rst=True)
+            case "cut_stream" | "stall_stream":
+                resp = await self._stream(request, fault, model, body, usage=False,
+                                          upto=fault.after)
+                if fault.kind == "stall_stream":
+                    await self._park()
+                self._drop(request)
+                return resp
+            case "garbage":
+                return await self._garbage(request, fault, model)
+
+    async def _park(self) -> None:
+        assert self._released is not None
+        assert self._parked_changed is not None
+        if self._closing:
+            return
+        released, self._parked = self._released, self._parked + 1
+        self._parked_changed.set()
+        self._parked_changed = anyio.Event()
+        try:
+            await released.wait()
+        except BaseException:
+            if not released.is_set():
+                self._parked -= 1
+            raise
+
+    def _drop(self, request: web.Request, *, rst: bool = False) -> web.StreamResponse:
+        """Close the connection; the returned response is never sent."""
+        transport = request.transport
+        if transport is not None and not transport.is_closing():
+            if rst:
+                # Linger 0 makes close() send RST: the client sees ECONNRESET.
+                sock = transport.get_extra_info("socket")
+                with contextlib.suppress(OSError, AttributeError):
+                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                transport.abort()
+            else:
+                transport.close()
+        # aiohttp then fails to write this response, sees ConnectionError and
+        # treats it as a client disconnect: no log, no further answer.
+        resp = web.Response()
+        resp.force_close()
+        return resp
+
+    async def _stream(self, request: web.Request, fault: Fault, model: str, body: dict[str, Any],
+                      *, usage: bool, upto: int | None = None) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream",
+                                           "Cache-Control": "no-cache"})
+        await resp.prepare(request)
+        ident, created = f"chatcmpl-{self.name}-{len(self.requests)}", int(time.time())
+
+        def chunk(choices: list[dict[str, Any]], **extra: Any) -> dict[str, Any]:
+            usage_field = {"usage": None} if usage else {}
+            return {"id": ident, "object": "chat.completion.chunk", "created": created,
+                    "model": model, "choices": choices, **usage_field, **extra}
+
+        pieces = _split(fault.text, fault.chunks)
+        for i, piece in enumerate(pieces[:upto]):
+            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
+            await resp.write(_sse(chunk([{"index": 0, "delta": delta, "finish_reason": None}])))
+        if upto is not None:
+            return resp
+        await resp.write(_sse(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])))
+        if usage:
+            await resp.write(_sse(chunk([], usage=self._usage(fault, body))))
+        await resp.write(_sse("[DONE]"))
+        await resp.write_eof()
+        return resp
+
+    async def _garbage(self, request: web.Request, fault: Fault, model: str) -> web.StreamResponse:
+        if fault.garbage != "truncated":
+            text, content_type = _GARBAGE[fault.garbage]
+            return web.Response(status=fault.status, text=text, content_type=content_type)
+        full = json.dumps(self._completion(fault, model, {})).encode()
+        resp = web.StreamResponse(status=fault.status, headers={"Content-Type": "application/json"})
+        resp.content_length = len(full)  # promise it all, send half, hang up
+        await resp.prepare(request)
+        await resp.write(full[: len(full) // 2])
+        self._drop(request)
+        return resp
+
+    def _completion(self, fault: Fault, model: str, body: dict[str, Any]) -> dict[str, Any]:
+        answer: dict[str, Any] = {
+            "id": f"chatcmpl-{self.name}-{len(self.requests)}", "object": "chat.completion",
+            "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": fault.text},
+                         "finish_reason": "stop"}],
+        }
+        if fault.usage:
+            answer["usage"] = self._usage(fault, body)
+        return answer
+
+    @staticmethod
+    def _usage(fault: Fault, body: dict[str, Any]) -> dict[str, int]:
+        # Word counts: deterministic, and close enough for accounting tests.
+        messages = body.get("messages")
+        if not isinstance(messages, list):
+            messages = []
+        prompt = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
+        completion = len(fault.text.split())
+        return {"prompt_tokens": prompt, "completion_tokens": completion,
+                "total_tokens": prompt + completion}
+
+    def _health_body(self, path: str) -> dict[str, Any]:
+        if path.endswith("/models"):
+            return {"object": "list", "data": [
+                {"id": m, "object": "model", "created": 0, "owned_by": self.name}
+                for m in self.models]}
+        return {"status": "healthy"}
