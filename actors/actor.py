@@ -145,14 +145,27 @@ class Actor:
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Receive, decide, publish, until cancelled. Exceptions escape to the supervisor."""
         task_status.started()
+        burst = 0
         while True:
             item: Message | Envelope | None = None
             deadline = self.next_deadline()
-            if deadline is None:
-                item = await self._receive.receive()
-            elif deadline > self.clock.now():
-                with self.clock.deadline_scope(deadline):
+            if deadline is not None and deadline <= self.clock.now():
+                pass  # a timer is due: Tick first
+            elif burst < 64:
+                # Take what is already queued without a trip through the event
+                # loop; yield every 64 so a backlog can't starve other tasks.
+                try:
+                    item = self._receive.receive_nowait()
+                    burst += 1
+                except anyio.WouldBlock:
+                    item = None
+            if item is None and (deadline is None or deadline > self.clock.now()):
+                burst = 0
+                if deadline is None:
                     item = await self._receive.receive()
+                else:
+                    with self.clock.deadline_scope(deadline):
+                        item = await self._receive.receive()
             now = self.clock.now()
             if item is None:
                 await self.emit(self._dispatch(Tick(at=now), now))
