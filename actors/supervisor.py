@@ -270,15 +270,21 @@ class Supervisor:
         return self._path
 
     def _body(self, messages: Sequence[dict[str, Any]] | None, model: str | None,
-              params: dict[str, Any]) -> tuple[dict[str, Any], str]:
+              params: dict[str, Any]) -> dict[str, Any]:
         body = dict(params)
         if messages is not None:
             body["messages"] = list(messages) if isinstance(messages, list | tuple) else messages
-        model = model or body.get("model") or self.config.routing.default_model
+        if model is not None:
+            body["model"] = model
+        return body
+
+    def _checked(self, body: dict[str, Any], validated: bool) -> tuple[dict[str, Any], str]:
+        model = body.get("model") or self.config.routing.default_model
         if not isinstance(model, str):
             raise InvalidRequestError("'model' must be a string", param="model")
-        body["model"] = model
-        check_request(body)
+        body = {**body, "model": model}
+        if not validated:
+            check_request(body)
         return body, model
 
     async def chat(self, messages: Sequence[dict[str, Any]] | None = None, *, model: str | None = None,
@@ -289,21 +295,29 @@ class Supervisor:
         UnknownModelError, UpstreamRejectedError for a request every provider
         would refuse, and AllProvidersFailedError listing every attempt.
         """
-        path = self._request_path()
-        body, model = self._body(messages, model, params)
-        if body.get("stream"):
-            raise InvalidRequestError("chat() does not stream; use stream()", param="stream")
-        return await self._tracked(path.complete(body, model))
+        return await self.complete(self._body(messages, model, params))
 
-    async def complete(self, body: dict[str, Any]) -> ChatReply:
-        """Like :meth:`chat`, from an OpenAI-shaped request body (``model`` logical)."""
-        return await self.chat(None, **body)
+    async def complete(self, body: dict[str, Any], *, validated: bool = False) -> ChatReply:
+        """Like :meth:`chat`, from an OpenAI-shaped request body (``model`` is logical).
+
+        ``validated=True`` skips the check when the caller already ran
+        :func:`actors.validation.decode_request` on the same body (the gateway does).
+        """
+        path = self._request_path()
+        body, model = self._checked(body, validated)
+        if body.get("stream"):
+            raise InvalidRequestError("complete() does not stream; use stream()", param="stream")
+        return await self._tracked(path.complete(body, model))
 
     async def open_stream(self, messages: Sequence[dict[str, Any]] | None = None, *,
                           model: str | None = None, **params: Any) -> ChatStream:
         """Connect a stream, failing over until its first chunk arrives; use it with ``async with``."""
+        return await self.open_stream_body(self._body(messages, model, params))
+
+    async def open_stream_body(self, body: dict[str, Any], *, validated: bool = False) -> ChatStream:
+        """Like :meth:`open_stream`, from an OpenAI-shaped request body."""
         path = self._request_path()
-        body, model = self._body(messages, model, {**params, "stream": True})
+        body, model = self._checked({**body, "stream": True}, validated)
         return await self._tracked(path.open_stream(body, model))
 
     async def stream(self, messages: Sequence[dict[str, Any]] | None = None, *, model: str | None = None,

@@ -53,11 +53,12 @@ _PATH = re.compile(r"(.*) - at `\$\.?(.*)`$")
 def _invalid(exc: msgspec.MsgspecError) -> InvalidRequestError:
     text = str(exc)
     match = _PATH.match(text)
-    if match is None:
-        if isinstance(exc, msgspec.DecodeError):
-            return InvalidRequestError(f"the body is not valid JSON: {text}")
-        return InvalidRequestError(f"invalid request: {text}")
-    reason, field = match.group(1), match.group(2) or None
+    if match is not None:
+        reason, field = match.group(1), match.group(2) or None
+    elif isinstance(exc, msgspec.ValidationError):  # at the top level msgspec names no path
+        reason, field = text, None
+    else:
+        return InvalidRequestError(f"the body is not valid JSON: {text}")
     missing = re.match(r"Object missing required field `(.+)`", reason)
     if missing:
         field = f"{field}.{missing.group(1)}" if field else missing.group(1)

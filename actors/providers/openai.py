@@ -91,6 +91,8 @@ class OpenAIAdapter:
             status=resp.status,
             code=code,
             retry_after_s=parse_retry_after(resp.headers, self.clock.now()),
+            # A 4xx body goes back to the caller: never with our key in it.
+            body=b"" if resp.status >= 500 else redact(body.decode("utf-8", "replace"), self._key).encode(),
         )
 
     @staticmethod
