@@ -423,7 +423,7 @@ async def serve(supervisor: Supervisor, *, host: str, port: int,
             raise GatewayError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
         actual = runner.addresses[0][1] if runner.addresses else port
         url = f"http://{f'[{host}]' if ':' in host else host}:{actual}"
-        log.info("gateway listening on %s", url)
+        log.debug("gateway listening on %s", url)
         if on_ready is not None:
             on_ready(url)
         if stop is None:

@@ -176,7 +176,7 @@ class Supervisor:
             await tg.start(self._supervise, actor)
         for name, view in ((v.name, v) for v in snapshot.providers):
             if view.state == "unconfigured":
-                log.info("provider %s is unconfigured: %s", name, view.detail)
+                log.debug("provider %s is unconfigured: %s", name, view.detail)
 
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -1,0 +1,520 @@
+#!/usr/bin/env python3
+"""provider-fallback command line: ``serve`` (the default), ``check``, ``status``, ``demo``.
+
+``serve`` runs the OpenAI-compatible gateway until SIGINT/SIGTERM, then stops
+taking requests, lets in-flight ones finish within ``server.shutdown_grace_s``,
+saves the state file and exits 0; a second signal exits at once. A startup
+problem (bad config, unusable state file, taken port) prints one ``error:``
+line to stderr and exits 2, no traceback. Logs go to stderr, one line per
+event. Secrets are never printed: keys show as "set" / "NOT SET".
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import logging
+import logging.handlers
+import os
+import signal
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
+
+import aiohttp
+import anyio
+import msgspec
+from anyio.abc import TaskStatus
+
+from actors import gateway
+from actors.config import Config, CooldownConfig, load_config, parse_config
+from actors.errors import ConfigError, FallbackError
+from actors.messages import (
+    FallbackTriggered,
+    HealthChecked,
+    Message,
+    MetricsSnapshot,
+    ProviderRecovered,
+    ProviderState,
+    ProviderStateChanged,
+    ProviderView,
+    RoutingSnapshot,
+)
+from actors.status import build_status
+from actors.store import Store
+from actors.supervisor import Supervisor
+from actors.testing import FakeUpstream, error, ok
+
+log = logging.getLogger("run")
+
+EXIT_OK, EXIT_FAILED, EXIT_STARTUP = 0, 1, 2
+COMMANDS = ("serve", "check", "status", "demo")
+_DAY_S = 86_400.0
+_T = TypeVar("_T")
+
+
+# ---------------------------------------------------------------- shared helpers
+
+
+def run_async(func: Callable[..., Awaitable[_T]], *args: Any) -> _T:
+    """Run ``func(*args)`` on asyncio, under uvloop when it is installed."""
+    uvloop = importlib.util.find_spec("uvloop") is not None
+    return anyio.run(func, *args, backend="asyncio", backend_options={"use_uvloop": uvloop})
+
+
+def fail(exc: BaseException) -> None:
+    """Print the one ``error:`` line to stderr; an OS error also names its file."""
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror or text}"
+    print(f"error: {text}", file=sys.stderr, flush=True)
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned columns under a dashed header line."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+    lines = [headers, ["-" * w for w in widths], *rows]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip()
+                     for line in lines)
+
+
+def service_url(config: Config) -> str:
+    """The URL a client on this machine reaches the configured server at."""
+    host = {"0.0.0.0": "127.0.0.1", "": "127.0.0.1", "::": "::1"}.get(config.server.host, config.server.host)
+    return f"http://{f'[{host}]' if ':' in host else host}:{config.server.port}"
+
+
+def provider_line(view: ProviderView, now: float) -> str:
+    """``provider litellm (priority 1): ready`` and the like, for the startup log."""
+    match view.state:
+        case "healthy":
+            text = "ready"
+        case "degraded":
+            text = "ready (degraded: recent failures)"
+        case "cooldown" | "unhealthy" if view.cooldown_until is not None:
+            why = f" after {view.last_error.category}" if view.last_error else ""
+            left = max(0.0, view.cooldown_until - now)
+            text = f"{view.state}{why}, {left:.0f} s left (restored from the state file)"
+        case _:
+            text = f"{view.state}: {view.detail}" if view.detail else view.state
+    return f"provider {view.name} (priority {view.priority}): {text}"
+
+
+# ---------------------------------------------------------------- serve
+
+
+async def stop_on_signals(stop: anyio.Event, grace_s: float, *,
+                          task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+    """Set ``stop`` on the first SIGINT/SIGTERM; exit the process at once on the second."""
+    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        task_status.started()
+        async for signum in signals:
+            name = signal.Signals(signum).name
+            if stop.is_set():
+                log.warning("%s again: exiting now, in-flight requests are dropped", name)
+                logging.shutdown()
+                os._exit(128 + signum)
+            log.info("%s: stopping; in-flight requests get up to %g s (send it again to exit now)",
+                     name, grace_s)
+            stop.set()
+
+
+async def serve_async(config: Config, on_ready: Callable[[str], None]) -> None:
+    """Run the supervisor and the gateway until a signal, then shut down gracefully."""
+    stop = anyio.Event()
+    async with anyio.create_task_group() as tg:
+        # Signals first, so that a Ctrl-C during startup also stops cleanly.
+        await tg.start(stop_on_signals, stop, config.server.shutdown_grace_s)
+        try:
+            async with Supervisor(config) as supervisor:
+                now = supervisor.clock.now()
+                for view in supervisor.routing.providers:
+                    log.info("%s", provider_line(view, now))
+                await gateway.serve(supervisor, host=config.server.host, port=config.server.port,
+                                    on_ready=on_ready, stop=stop)
+            log.info("stopped; state saved in %s", config.state.path)
+        finally:
+            tg.cancel_scope.cancel()
+
+
+def load_serve_config(path: str, host: str | None, port: int | None) -> Config:
+    """Load the config file, with --host/--port overriding ``[server]``."""
+    config = load_config(path)
+    server = msgspec.structs.replace(config.server, host=config.server.host if host is None else host,
+                                     port=config.server.port if port is None else port)
+    return msgspec.structs.replace(config, server=server)
+
+
+def hold_logs() -> Callable[[bool], None]:
+    """Hold log records back; the returned ``release(all)`` emits them all, or only warnings and worse.
+
+    A start that fails then shows just its ``error:`` line, not the startup chatter before it.
+    """
+    root = logging.getLogger()
+    targets, held = list(root.handlers), logging.handlers.BufferingHandler(capacity=100_000)
+    root.handlers = [held]
+
+    def release(everything: bool) -> None:
+        if root.handlers == [held]:
+            root.handlers = targets
+            for record in held.buffer:
+                if everything or record.levelno >= logging.WARNING:
+                    root.handle(record)
+            held.close()
+
+    return release
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    """``serve``: 0 after a signal, 2 when it could not start, 1 when it failed later."""
+    listening, release = False, hold_logs()
+
+    def on_ready(url: str) -> None:
+        nonlocal listening
+        listening = True
+        release(True)
+        log.info("listening on %s", url)
+
+    try:
+        config = load_serve_config(args.config, args.host, args.port)
+        run_async(serve_async, config, on_ready)
+    except Exception as exc:
+        leaf: BaseException = exc
+        while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:
+            leaf = leaf.exceptions[0]  # anyio task groups wrap what their tasks raise
+        if not isinstance(leaf, FallbackError | OSError):
+            raise
+        release(False)
+        fail(leaf)
+        return EXIT_FAILED if listening else EXIT_STARTUP
+    finally:
+        release(True)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- check
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``check``: validate the config and show the providers; 0 when valid, 2 when not."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        fail(exc)
+        return EXIT_STARTUP
+    rows = []
+    for p in sorted(config.providers, key=lambda p: p.priority):
+        key = "(no key)" if not p.api_key_env else (
+            f"{p.api_key_env} {'set' if p.api_key is not None else 'NOT SET'}")
+        models = ", ".join(f"{k}={v}" for k, v in p.models.items())
+        name = p.name if p.enabled else f"{p.name} (disabled)"
+        rows.append([name, p.kind, str(p.priority), p.base_url, models, key])
+    print(f"{config.source}: valid")
+    print(format_table(["provider", "kind", "priority", "base_url", "models", "key"], rows))
+    usable = [p for p in config.providers if p.enabled and p.configured]
+    missing = [p.api_key_env for p in config.providers if p.enabled and not p.configured]
+    print(f"{len(usable)} of {len(config.providers)} providers usable"
+          + (f"; set {', '.join(missing)} to use the rest" if missing else "")
+          + ("" if usable else " (until then the service answers every completion with 503)"))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- status
+
+
+async def fetch_status(url: str) -> dict[str, Any] | None:
+    """GET ``url``/status; None when nothing listens there (connection refused)."""
+    timeout = aiohttp.ClientTimeout(total=10)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(url.rstrip("/") + "/status") as resp:
+            resp.raise_for_status()
+            data: dict[str, Any] = await resp.json()
+            return data
+    except aiohttp.ClientConnectorError:
+        return None
+
+
+async def read_status(config: Config, now: float) -> dict[str, Any]:
+    """The /status document rebuilt from the SQLite state file (the service is down)."""
+    restored: dict[str, ProviderView] = {}
+    metrics: MetricsSnapshot | None = None
+    if await anyio.Path(config.state.path).exists():  # don't create a file just to read it
+        store = await Store.open(config.state.path, retention_days=config.metrics.retention_days)
+        try:
+            restored = await store.load_providers()
+            stored = await store.load_metrics()
+            recent = [e.message for e in await store.events(
+                types=["fallback_triggered"], since=now - _DAY_S, limit=1_000_000)]
+            recoveries = [e.message for e in await store.events(types=["provider_recovered"],
+                                                                limit=1000)]
+            totals = await store.get_meta("fallbacks_total")
+        finally:
+            await store.close()
+        metrics = MetricsSnapshot(
+            at=now, providers=stored,
+            recent_fallbacks=tuple(m for m in recent if isinstance(m, FallbackTriggered))[-50:],
+            fallbacks_total=msgspec.json.decode(totals, type=dict[str, int]) if totals else {},
+            fallbacks_last_24h=len(recent),
+            recovery_times_s=tuple(m.downtime_s for m in recoveries if isinstance(m, ProviderRecovered)),
+        )
+    views = []
+    for p in config.providers:
+        view = restored.get(p.name)
+        if view is None:  # never saved: what the service would start with
+            state: ProviderState = "healthy" if p.configured else "unconfigured"
+            detail = "" if p.configured else f"{p.api_key_env} is not set"
+            if not p.enabled:
+                state, detail = "disabled", "enabled = false in the config"
+            view = ProviderView(name=p.name, priority=p.priority, state=state, detail=detail)
+        views.append(msgspec.structs.replace(view, priority=p.priority))
+    views.sort(key=lambda v: v.priority)
+    routing = RoutingSnapshot(at=now, version=0, providers=tuple(views))
+    return build_status(config, routing, metrics, now)
+
+
+def _cell(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The /status document as a table plus a summary line."""
+    rows = []
+    for name, p in status.get("providers", {}).items():
+        m = p.get("metrics") or {}
+        err = p.get("last_error")
+        last = "-"
+        if err:
+            code = f" {err['status']}" if err.get("status") is not None else ""
+            last = f"{err['category']}{code}: {err.get('message', '')}"
+            last = last if len(last) <= 60 else last[:57] + "..."
+        state = p["state"] + (f" ({p['detail']})" if p.get("detail") else "")
+        rows.append([name, state, str(p["priority"]), _cell(p.get("cooldown_remaining_s"), "{:g} s"),
+                     str(p.get("failure_count", 0)), str(m.get("requests_total", 0)),
+                     _cell(m.get("uptime_percent"), "{:.1f}"), _cell(m.get("p95_latency_ms"), "{:.0f}"),
+                     last])
+    table = format_table(["provider", "state", "priority", "cooldown", "failures", "requests",
+                          "success %", "p95 ms", "last error"], rows)
+    recovery = status.get("avg_recovery_time_seconds")
+    summary = (f"fallbacks in the last 24 h: {status.get('fallback_events_last_24h', 0)}; "
+               f"average recovery: {'-' if recovery is None else f'{recovery:g} s'}")
+    return f"{table}\n{summary}"
+
+
+async def status_async(config: Config, url: str) -> tuple[dict[str, Any], str]:
+    """The status from the running service, else from the state file; and where it came from."""
+    status = await fetch_status(url)
+    if status is not None:
+        return status, f"(from the service at {url})"
+    status = await read_status(config, time.time())
+    return status, f"(service not running; from {config.state.path})"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``status``: ask the service, or read the state file when it is down."""
+    try:
+        config = load_config(args.config)
+        status, source = run_async(status_async, config, args.url or service_url(config))
+    except (FallbackError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+        fail(exc)
+        return EXIT_STARTUP if isinstance(exc, FallbackError) else EXIT_FAILED
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(source)
+        print(format_status(status))
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- demo
+
+
+def demo_config(primary_url: str, backup_url: str, state_path: str, seconds: float) -> Config:
+    """Two fake providers and short timers, so a whole failover cycle fits in ``seconds``."""
+    cooldown = min(3.0, max(0.5, round(seconds * 0.15, 1)))
+    raw: dict[str, Any] = {
+        "server": {"host": "127.0.0.1", "port": 0, "shutdown_grace_s": 2},
+        "state": {"path": state_path},
+        "routing": {"default_model": "chat", "request_deadline_s": 10, "max_cooldown_s": cooldown * 4,
+                    "cooldown_s": {f.name: cooldown for f in msgspec.structs.fields(CooldownConfig)}},
+        "health": {"ping_interval_s": 1, "ping_timeout_s": 1, "full_interval_s": 0, "api_interval_s": 0,
+                   "api_timeout_s": 2, "probe_tier": "api"},
+        "providers": [
+            {"name": name, "base_url": url, "priority": priority, "timeout_s": 2, "health_path": "/models",
+             "models": {"chat": "fake-model"}}
+            for name, url, priority in (("primary", primary_url, 1), ("backup", backup_url, 2))
+        ],
+    }
+    return parse_config(raw, env={}, source="<demo>")
+
+
+class DemoPrinter:
+    """Prints the demo's timeline: request answers and the engine's decisions."""
+
+    def __init__(self) -> None:
+        self.started, self.served, self.fallbacks, self.failbacks = time.time(), dict[str, int](), 0, 0
+
+    def say(self, text: str, at: float | None = None) -> None:
+        print(f"{(at or time.time()) - self.started:5.1f}s  {text}", flush=True)
+
+    def on_event(self, message: Message) -> None:
+        """A bus listener: one human line per decision."""
+        match message:
+            case ProviderStateChanged(new="cooldown" | "unhealthy", cooldown_until=float() as until):
+                self.say(f"{message.provider}: {message.old} -> {message.new} ({message.reason}), "
+                         f"cooling down {until - message.at:.1f} s", message.at)
+            case ProviderStateChanged(new="probing"):
+                self.say(f"{message.provider}: {message.old} -> probing (half-open: one probe)", message.at)
+            case ProviderStateChanged():
+                self.say(f"{message.provider}: {message.old} -> {message.new} ({message.reason})", message.at)
+            case FallbackTriggered():
+                self.fallbacks += 1
+                self.say(f"fallback: {message.from_provider} -> {message.to_provider or 'nobody'} "
+                         f"({message.category})", message.at)
+            case HealthChecked(probe=True):
+                result = "ok" if message.ok else f"failed ({message.kind}: {message.message[:60]})"
+                self.say(f"probe of {message.provider}: {result}", message.at)
+            case ProviderRecovered():
+                self.failbacks += 1
+                self.say(f"failback: {message.provider} recovered after {message.downtime_s:.1f} s; "
+                         f"traffic returns to it", message.at)
+
+
+async def script_outage(primary: FakeUpstream, seconds: float, start: float, out: DemoPrinter) -> None:
+    """Primary answers, then 503s, then refuses connections, then heals (at 20%, 35%, 50%)."""
+    await anyio.sleep_until(start + seconds * 0.2)
+    primary.set_default(error(503))
+    primary.set_health(error(503))
+    out.say("--- primary starts answering 503 Service Unavailable")
+    await anyio.sleep_until(start + seconds * 0.35)
+    await primary.refuse_connections()
+    out.say("--- primary goes down: connections refused")
+    await anyio.sleep_until(start + seconds * 0.5)
+    primary.set_default(ok("Hello from primary"))
+    primary.set_health(None)
+    await primary.accept_connections()
+    out.say("--- primary is back up")
+
+
+async def send_requests(url: str, seconds: float, rate: float, start: float, out: DemoPrinter) -> None:
+    """``rate`` completions a second through the gateway for ``seconds``, printing who answered."""
+    body = {"model": "chat", "messages": [{"role": "user", "content": "Say hello"}]}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session:
+        for i in range(max(1, int(seconds * rate))):
+            if anyio.current_time() >= start + seconds:
+                break
+            try:
+                async with session.post(f"{url}/v1/chat/completions", json=body) as resp:
+                    data = await resp.json()
+                    provider = resp.headers.get("x-fallback-provider", "?")
+                    attempts = resp.headers.get("x-fallback-attempts", "?")
+                if resp.status == 200:
+                    out.served[provider] = out.served.get(provider, 0) + 1
+                    out.say(f"request {i + 1:3d} answered by {provider} (attempts: {attempts})")
+                else:
+                    out.say(f"request {i + 1:3d} failed: HTTP {resp.status}: {data['error']['message']}")
+            except (aiohttp.ClientError, TimeoutError, ValueError, KeyError, TypeError) as exc:
+                out.say(f"request {i + 1:3d} failed: {type(exc).__name__}: {exc}")
+            await anyio.sleep_until(start + (i + 1) / rate)
+
+
+async def demo_async(seconds: float, rate: float) -> None:
+    """Fake upstreams, a supervisor and the gateway; traffic through a scripted outage."""
+    out = DemoPrinter()
+    async with FakeUpstream("primary", default=ok("Hello from primary")) as primary, \
+            FakeUpstream("backup", default=ok("Hello from backup")) as backup:
+        with tempfile.TemporaryDirectory(prefix="fallback-demo-") as tmp:
+            config = demo_config(primary.base_url, backup.base_url, os.path.join(tmp, "demo.db"), seconds)
+            cooldown = config.routing.cooldown_s.service_unavailable
+            out.say(f"primary (priority 1) at {primary.base_url}, backup (priority 2) at {backup.base_url}; "
+                    f"cooldowns {cooldown:g} s, health pings every 1 s")
+            async with Supervisor(config) as supervisor:
+                supervisor.bus.listen([ProviderStateChanged, FallbackTriggered, ProviderRecovered,
+                                       HealthChecked], out.on_event)
+                ready, stop, urls = anyio.Event(), anyio.Event(), list[str]()
+
+                def on_ready(url: str) -> None:
+                    urls.append(url)
+                    ready.set()
+
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(partial(gateway.serve, supervisor, host="127.0.0.1", port=0,
+                                          on_ready=on_ready, stop=stop))
+                    with anyio.fail_after(10):
+                        await ready.wait()
+                    out.say(f"gateway listening on {urls[0]}; sending {rate:g} requests/s")
+                    start = anyio.current_time()
+                    tg.start_soon(script_outage, primary, seconds, start, out)
+                    await send_requests(urls[0], seconds, rate, start, out)
+                    stop.set()
+    served = ", ".join(f"{name} {n}" for name, n in sorted(out.served.items())) or "none"
+    print(f"done: answered by {served}; {out.fallbacks} fallbacks, {out.failbacks} failbacks", flush=True)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """``demo``: a failover cycle against fake providers; no API keys needed."""
+    run_async(demo_async, args.seconds, args.rate)
+    return EXIT_OK
+
+
+# ---------------------------------------------------------------- main
+
+
+def _port(text: str) -> int:
+    port = int(text)
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected 0..65535, got {port}")
+    return port
+
+
+def _positive(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser: serve (default), check, status, demo."""
+    parser = argparse.ArgumentParser(prog="run.py", description="provider-fallback: LLM-provider failover.")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,check,status,demo}")
+    serve = sub.add_parser("serve", help="run the HTTP gateway (the default)")
+    serve.add_argument("--host", help="override [server] host")
+    serve.add_argument("--port", type=_port, help="override [server] port (0: any free port)")
+    check = sub.add_parser("check", help="validate the config and list the providers")
+    status = sub.add_parser("status", help="provider states and metrics")
+    status.add_argument("--url", help="the service's URL (default: from [server] in the config)")
+    status.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    demo = sub.add_parser("demo", help="watch a failover cycle against fake providers")
+    demo.add_argument("--seconds", type=_positive, default=20.0, help="how long to run (default 20)")
+    demo.add_argument("--rate", type=_positive, default=5.0, help="requests a second (default 5)")
+    for command in (serve, check, status):
+        command.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
+    for command, level in ((serve, "info"), (check, "info"), (status, "info"), (demo, "warning")):
+        command.add_argument("--log-level", default=level, choices=["debug", "info", "warning", "error"],
+                             help=f"stderr log level (default: {level})")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Parse the command line and run the command; returns the exit status."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "serve")
+    args = build_parser().parse_args(args_list)
+    logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    commands: dict[str, Callable[[argparse.Namespace], int]] = {
+        "serve": cmd_serve, "check": cmd_check, "status": cmd_status, "demo": cmd_demo}
+    try:
+        return commands[args.command](args)
+    except KeyboardInterrupt:  # Ctrl-C outside serve's own signal handling
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
