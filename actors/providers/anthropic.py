@@ -21,14 +21,13 @@ import msgspec
 
 from ..clock import Clock
 from ..config import ProviderConfig
-from .base import UpstreamFailure, error_details, parse_retry_after, redact
+from .base import HttpAdapter, UpstreamFailure, parse_retry_after, redact
 
 __all__ = ("AnthropicAdapter",)
 
 _encode = msgspec.json.Encoder().encode
 _VERSION = "2023-06-01"
 _DEFAULT_MAX_TOKENS = 1024  # Anthropic requires max_tokens; OpenAI callers often omit it
-_MAX_ERROR_BODY = 64 * 1024
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls",
            "refusal": "content_filter", "model_context_window_exceeded": "length"}
 _ERROR_STATUS = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
@@ -250,16 +249,12 @@ class _Chunks:
         return None  # ping, content_block_stop, and event types added later
 
 
-class AnthropicAdapter:
+class AnthropicAdapter(HttpAdapter):
     """Speaks /v1/messages to one provider; translates both dialects and every failure."""
 
     def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, clock: Clock) -> None:
-        self.config = config
-        self.session = session
-        self.clock = clock
-        self._key = config.api_key.reveal() if config.api_key else None
-        base = config.base_url.rstrip("/")
-        self._base = base
+        super().__init__(config, session, clock)
+        base = self._base
         self._api = base if base.endswith("/v1") else base + "/v1"
         self._url = self._api + "/messages"
         headers = {"Content-Type": "application/json", "anthropic-version": _VERSION, **config.headers}
@@ -268,12 +263,6 @@ class AnthropicAdapter:
         self._headers = headers
 
     # -- failures ---------------------------------------------------------
-    def _connect_failure(self, exc: BaseException) -> UpstreamFailure:
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            return UpstreamFailure("bad_response", f"truncated response body: {exc}")
-        text = redact(str(exc) or type(exc).__name__, self._key)
-        return UpstreamFailure("connect", f"{type(exc).__name__}: {text}")
-
     @staticmethod
     def _code(code: str | None, message: str) -> str | None:
         """The error type, or context_length_exceeded when a 400 says the prompt does not fit."""
@@ -282,14 +271,10 @@ class AnthropicAdapter:
         return code
 
     async def _http_failure(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
-        try:
-            body = await resp.content.read(_MAX_ERROR_BODY)
-        except (aiohttp.ClientError, OSError, RuntimeError):
-            body = b""
-        message, code = error_details(body)
-        message = redact(message, self._key)
+        body, message, code = await self._error_body(resp)
         return UpstreamFailure("http", message, status=resp.status, code=self._code(code, message),
-                               retry_after_s=parse_retry_after(resp.headers, self.clock.now()))
+                               retry_after_s=parse_retry_after(resp.headers, self.clock.now()),
+                               body=body if resp.status < 500 else b"")
 
     def _error_failure(self, error: Any) -> UpstreamFailure:
         """An error object inside a 200 answer or a stream: its type says the status."""

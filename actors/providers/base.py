@@ -14,13 +14,16 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol
 
+import aiohttp
 import msgspec
 
+from ..clock import Clock
 from ..config import ProviderConfig
 from ..messages import FailureKind
 
 __all__ = (
     "Adapter",
+    "HttpAdapter",
     "UpstreamFailure",
     "error_details",
     "parse_retry_after",
@@ -130,3 +133,34 @@ def redact(text: str, secret: str | None) -> str:
     if secret and len(secret) >= 4 and secret in text:
         return text.replace(secret, "***")
     return text
+
+
+_MAX_ERROR_BODY = 64 * 1024
+
+
+class HttpAdapter:
+    """What the HTTP adapters share: the key, the base URL, and failure translation."""
+
+    def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, clock: Clock) -> None:
+        self.config = config
+        self.session = session
+        self.clock = clock
+        self._key = config.api_key.reveal() if config.api_key else None
+        self._base = config.base_url.rstrip("/")
+
+    def _connect_failure(self, exc: BaseException) -> UpstreamFailure:
+        if isinstance(exc, aiohttp.ClientPayloadError):
+            return UpstreamFailure("bad_response", f"truncated response body: {exc}")
+        text = redact(str(exc) or type(exc).__name__, self._key)
+        return UpstreamFailure("connect", f"{type(exc).__name__}: {text}")
+
+    async def _error_body(self, resp: aiohttp.ClientResponse) -> tuple[bytes, str, str | None]:
+        """The (redacted) error body of a failed answer, its message and its code."""
+        try:
+            body = await resp.content.read(_MAX_ERROR_BODY)
+        except (aiohttp.ClientError, OSError, RuntimeError):
+            body = b""
+        message, code = error_details(body)
+        # A 4xx body may go back to the caller: never with our key in it.
+        body = redact(body.decode("utf-8", "replace"), self._key).encode()
+        return body, redact(message, self._key), code

@@ -17,7 +17,7 @@ import msgspec
 
 from ..clock import Clock
 from ..config import ProviderConfig
-from .base import UpstreamFailure, error_details, parse_retry_after, redact
+from .base import HttpAdapter, UpstreamFailure, parse_retry_after, redact
 
 __all__ = ("OpenAIAdapter",)
 
@@ -38,19 +38,13 @@ class _MaybeError(msgspec.Struct):
 
 _completion = msgspec.json.Decoder(_Completion)
 _maybe_error = msgspec.json.Decoder(_MaybeError)
-_MAX_ERROR_BODY = 64 * 1024
 
 
-class OpenAIAdapter:
+class OpenAIAdapter(HttpAdapter):
     """Speaks /chat/completions to one provider; translates every failure."""
 
     def __init__(self, config: ProviderConfig, session: aiohttp.ClientSession, clock: Clock) -> None:
-        self.config = config
-        self.session = session
-        self.clock = clock
-        self._key = config.api_key.reveal() if config.api_key else None
-        base = config.base_url.rstrip("/")
-        self._base = base
+        super().__init__(config, session, clock)
         headers = {"Content-Type": "application/json", **config.headers}
         if self._key:
             if config.kind == "azure":
@@ -73,26 +67,15 @@ class OpenAIAdapter:
         return _encode({**body, "model": model})
 
     # -- failures ---------------------------------------------------------
-    def _connect_failure(self, exc: BaseException) -> UpstreamFailure:
-        if isinstance(exc, aiohttp.ClientPayloadError):
-            return UpstreamFailure("bad_response", f"truncated response body: {exc}")
-        text = redact(str(exc) or type(exc).__name__, self._key)
-        return UpstreamFailure("connect", f"{type(exc).__name__}: {text}")
-
     async def _http_failure(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
-        try:
-            body = await resp.content.read(_MAX_ERROR_BODY)
-        except (aiohttp.ClientError, OSError, RuntimeError):
-            body = b""
-        message, code = error_details(body)
+        body, message, code = await self._error_body(resp)
         return UpstreamFailure(
             "http",
-            redact(message, self._key),
+            message,
             status=resp.status,
             code=code,
             retry_after_s=parse_retry_after(resp.headers, self.clock.now()),
-            # A 4xx body goes back to the caller: never with our key in it.
-            body=b"" if resp.status >= 500 else redact(body.decode("utf-8", "replace"), self._key).encode(),
+            body=body if resp.status < 500 else b"",
         )
 
     @staticmethod
