@@ -12,6 +12,7 @@
     │                                  an admin command named a provider not in the config
     ├── StoreError                     the SQLite state file can't be used (names the path)
     ├── SupervisorClosedError          the supervisor is stopping or stopped ("you closed it")
+    ├── GatewayError                   (actors.gateway) the service can't listen: names the fix
     ├── UpstreamRejectedError          a provider refused the request itself (400): returned
     │                                  to the caller, no provider is penalised
     ├── AllProvidersFailedError        no provider could answer; ``attempts`` lists each try
