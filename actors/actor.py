@@ -14,6 +14,7 @@ the logged message stays pure data.
 from __future__ import annotations
 
 import logging
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -95,7 +96,7 @@ class Bus:
                 pass
 
 
-class Actor:
+class Actor(ABC):
     """Base class: a bounded inbox, a run loop, a pure ``handle``."""
 
     name: ClassVar[str] = "actor"
@@ -113,9 +114,9 @@ class Actor:
         bus.subscribe(self.accepts, send)
 
     # -- to override ------------------------------------------------------
+    @abstractmethod
     def handle(self, message: Message, now: float) -> list[Message]:
         """Decide: update state, return the messages to publish. No I/O."""
-        raise NotImplementedError  # pragma: no cover - abstract
 
     def next_deadline(self) -> float | None:
         """When this actor next wants a :class:`Tick` (None: never)."""

@@ -284,25 +284,10 @@ class AnthropicAdapter(HttpAdapter):
         return UpstreamFailure("http", message, status=_ERROR_STATUS.get(kind, 500),
                                code=self._code(kind, message))
 
-    @staticmethod
-    def _check_json(resp: aiohttp.ClientResponse) -> None:
-        if "html" in resp.headers.get("Content-Type", ""):
-            raise UpstreamFailure("bad_response", f"HTTP {resp.status} with an HTML page instead of JSON")
-
     # -- calls --------------------------------------------------------------
     async def complete(self, body: dict[str, Any], model: str) -> bytes:
         payload = _request(body, model, stream=False)
-        try:
-            async with self.session.post(self._url, data=payload, headers=self._headers) as resp:
-                if resp.status >= 300:
-                    raise await self._http_failure(resp)
-                self._check_json(resp)
-                raw = await resp.read()
-        except UpstreamFailure:
-            raise
-        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            # uvloop raises RuntimeError where asyncio raises OSError (aiohappyeyeballs).
-            raise self._connect_failure(exc) from exc
+        raw = await self._post_json(self._url, payload, self._headers)
         try:
             msg = _message_decoder.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError included

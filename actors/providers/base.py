@@ -164,3 +164,34 @@ class HttpAdapter:
         # A 4xx body may go back to the caller: never with our key in it.
         body = redact(body.decode("utf-8", "replace"), self._key).encode()
         return body, redact(message, self._key), code
+
+    async def _http_failure(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
+        """Translate a non-2xx answer (each dialect may refine the code)."""
+        body, message, code = await self._error_body(resp)
+        return UpstreamFailure(
+            "http",
+            message,
+            status=resp.status,
+            code=code,
+            retry_after_s=parse_retry_after(resp.headers, self.clock.now()),
+            body=body if resp.status < 500 else b"",
+        )
+
+    @staticmethod
+    def _check_json(resp: aiohttp.ClientResponse) -> None:
+        if "html" in resp.headers.get("Content-Type", ""):
+            raise UpstreamFailure("bad_response", f"HTTP {resp.status} with an HTML page instead of JSON")
+
+    async def _post_json(self, url: str, payload: bytes, headers: Mapping[str, str]) -> bytes:
+        """POST and return a 2xx JSON body; every failure leaves as an UpstreamFailure."""
+        try:
+            async with self.session.post(url, data=payload, headers=headers) as resp:
+                if resp.status >= 300:
+                    raise await self._http_failure(resp)
+                self._check_json(resp)
+                return await resp.read()
+        except UpstreamFailure:
+            raise
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            # uvloop raises RuntimeError where asyncio raises OSError (aiohappyeyeballs).
+            raise self._connect_failure(exc) from exc

@@ -17,7 +17,7 @@ import msgspec
 
 from ..clock import Clock
 from ..config import ProviderConfig
-from .base import HttpAdapter, UpstreamFailure, parse_retry_after, redact
+from .base import HttpAdapter, UpstreamFailure, redact
 
 __all__ = ("OpenAIAdapter",)
 
@@ -67,23 +67,6 @@ class OpenAIAdapter(HttpAdapter):
         return _encode({**body, "model": model})
 
     # -- failures ---------------------------------------------------------
-    async def _http_failure(self, resp: aiohttp.ClientResponse) -> UpstreamFailure:
-        body, message, code = await self._error_body(resp)
-        return UpstreamFailure(
-            "http",
-            message,
-            status=resp.status,
-            code=code,
-            retry_after_s=parse_retry_after(resp.headers, self.clock.now()),
-            body=body if resp.status < 500 else b"",
-        )
-
-    @staticmethod
-    def _check_json(resp: aiohttp.ClientResponse) -> None:
-        ctype = resp.headers.get("Content-Type", "")
-        if "html" in ctype:
-            raise UpstreamFailure("bad_response", f"HTTP {resp.status} with an HTML page instead of JSON")
-
     def _validate(self, raw: bytes) -> None:
         try:
             _completion.decode(raw)
@@ -105,19 +88,7 @@ class OpenAIAdapter(HttpAdapter):
 
     # -- calls --------------------------------------------------------------
     async def complete(self, body: dict[str, Any], model: str) -> bytes:
-        try:
-            async with self.session.post(
-                self._url(model), data=self._payload(body, model), headers=self._headers
-            ) as resp:
-                if resp.status >= 300:
-                    raise await self._http_failure(resp)
-                self._check_json(resp)
-                raw = await resp.read()
-        except UpstreamFailure:
-            raise
-        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            # uvloop raises RuntimeError where asyncio raises OSError (aiohappyeyeballs).
-            raise self._connect_failure(exc) from exc
+        raw = await self._post_json(self._url(model), self._payload(body, model), self._headers)
         self._validate(raw)
         return raw
 
