@@ -122,10 +122,6 @@ class Actor(ABC):
         """When this actor next wants a :class:`Tick` (None: never)."""
         return None
 
-    def on_idle(self, now: float) -> list[Message]:
-        """Called when the inbox has just run empty: publish summaries here."""
-        return []
-
     async def emit(self, messages: list[Message]) -> None:
         """Publish what ``handle`` returned (an actor with I/O overrides this)."""
         for out in messages:
@@ -180,8 +176,6 @@ class Actor(ABC):
                 item.reply_to.send_nowait(out)
             else:
                 await self.emit(self._dispatch(item, now))
-            if self.pending() == 0:
-                await self.emit(self.on_idle(now))
 
     async def ask(self, message: Message, *, wait_s: float = 10.0) -> list[Message]:
         """Send ``message`` and wait for the messages ``handle`` returned."""

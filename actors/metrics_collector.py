@@ -2,9 +2,10 @@
 
 Takes in: :class:`AttemptSucceeded`, :class:`AttemptFailed`,
 :class:`ErrorClassified`, :class:`FallbackTriggered`, :class:`ProviderRecovered`.
-Puts out: a :class:`MetricsSnapshot` whenever its inbox runs empty after a
-change (so /status is current, and busy periods cost one snapshot per burst,
-not one per request).
+Puts out: a :class:`MetricsSnapshot` at most every ``persist_interval_s``
+after a change, for the store. Readers (/status, /metrics) call
+:meth:`MetricsCollector.snapshot` when they ask: a pure read returning
+immutable data, so no request pays for a snapshot nobody reads.
 Owns: requests total/success/failed, failures by category, the last
 ``latency_window`` latencies, last success/failure, the fallback log, and
 recovery times. The supervisor persists the snapshots (batched, never an
@@ -32,6 +33,7 @@ from .messages import (
     MetricsSnapshot,
     ProviderMetrics,
     ProviderRecovered,
+    Tick,
 )
 
 __all__ = ("MetricsCollector", "percentile")
@@ -111,6 +113,7 @@ class MetricsCollector(Actor):
         fallbacks_total: dict[str, int] | None = None,
         fallback_times: Iterable[float] = (),
         recovery_times: Iterable[float] = (),
+        persist_interval_s: float = 5.0,
     ) -> None:
         super().__init__(clock=clock, bus=bus, inbox_size=8192)
         restored = restored or {}
@@ -128,8 +131,18 @@ class MetricsCollector(Actor):
         self._fallbacks_total = dict(fallbacks_total or {})
         self._recoveries: deque[float] = deque(recovery_times, maxlen=1000)
         self._changed = True
+        self.persist_interval_s = persist_interval_s
+        self._persist_due: float | None = None
+
+    def next_deadline(self) -> float | None:
+        return self._persist_due
 
     def handle(self, message: Message, now: float) -> list[Message]:
+        if isinstance(message, Tick):
+            self._persist_due = None
+            return [self.snapshot(now)]
+        if self._persist_due is None:
+            self._persist_due = now + self.persist_interval_s
         match message:
             case AttemptSucceeded(provider=name) if name in self._aggs:
                 agg = self._aggs[name]
@@ -163,12 +176,8 @@ class MetricsCollector(Actor):
                 pass
         return []
 
-    def on_idle(self, now: float) -> list[Message]:
-        if not self._dirty and not self._changed:
-            return []
-        return [self.snapshot(now)]
-
     def snapshot(self, now: float) -> MetricsSnapshot:
+        """The aggregates now, as immutable data (only changed providers are rebuilt)."""
         for name in self._dirty:
             self._views[name] = self._aggs[name].view()
         self._dirty.clear()

@@ -82,7 +82,8 @@ class Supervisor:
         self._in_flight = 0
         self._idle = anyio.Event()
         self._routing: RoutingSnapshot | None = None
-        self._metrics: MetricsSnapshot | None = None
+        self._collector: MetricsCollector | None = None
+        self._persisted: MetricsSnapshot | None = None  # the last metrics written to the store
         self._routing_changed = anyio.Event()
         self._saved_views: dict[str, ProviderView] = {}
         self.restarts: dict[str, int] = {}
@@ -164,7 +165,7 @@ class Supervisor:
             collector,
         ]
         self.actors = {a.name: a for a in actors}
-        self._metrics = collector.snapshot(clock.now())
+        self._collector = collector
         self._path = RequestPath(config, adapters, clock=clock, bus=bus,
                                  snapshot=self._current_routing, changed=lambda: self._routing_changed)
         stack.callback(self._close_actors)  # after the task group is done: fail pending asks
@@ -199,10 +200,10 @@ class Supervisor:
             await anyio.lowlevel.checkpoint()
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
-        self._persist_metrics()
-        if self._metrics is not None and self.store is not None:
-            totals = msgspec.json.encode(self._metrics.fallbacks_total).decode()
-            await self.store.set_meta("fallbacks_total", totals)
+        final = self.metrics
+        if final is not None and self.store is not None:
+            self._on_metrics(final)
+            await self.store.set_meta("fallbacks_total", msgspec.json.encode(final.fallbacks_total).decode())
 
     def _close_actors(self) -> None:
         for actor in self.actors.values():
@@ -250,18 +251,14 @@ class Supervisor:
         changed.set()
 
     def _on_metrics(self, message: Message) -> None:
+        """Persist what changed since the last metrics written (batched by the store)."""
         assert isinstance(message, MetricsSnapshot)
-        previous, self._metrics = self._metrics, message
+        previous, self._persisted = self._persisted, message
         if self.store is None:
             return
         for name, m in message.providers.items():
             if previous is None or previous.providers.get(name) is not m:
                 self.store.save_metrics(name, m, message.at)
-
-    def _persist_metrics(self) -> None:
-        if self._metrics is not None and self.store is not None:
-            for name, m in self._metrics.providers.items():
-                self.store.save_metrics(name, m, self._metrics.at)
 
     # -- the public API -----------------------------------------------------
     def _request_path(self) -> RequestPath:
@@ -340,7 +337,7 @@ class Supervisor:
 
     def status(self) -> dict[str, Any]:
         """Providers, states, cooldowns, metrics and recent fallbacks (the /status JSON)."""
-        status = build_status(self.config, self._current_routing(), self._metrics, self.clock.now())
+        status = build_status(self.config, self._current_routing(), self.metrics, self.clock.now())
         status["actors"] = {name: {"restarts": self.restarts.get(name, 0), "inbox": a.pending()}
                             for name, a in self.actors.items()}
         status["dropped_messages"] = self.bus.dropped
@@ -353,7 +350,10 @@ class Supervisor:
 
     @property
     def metrics(self) -> MetricsSnapshot | None:
-        return self._metrics
+        """The metrics now (built on demand from the collector: a pure read)."""
+        if self._collector is None:
+            return None
+        return self._collector.snapshot(self.clock.now())
 
     async def _admin(self, name: str, command: DisableProvider | EnableProvider) -> str:
         if self.config.provider(name) is None:
