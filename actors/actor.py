@@ -174,7 +174,6 @@ class Actor(ABC):
         self.clock = clock
         self.bus = bus
         self.inbox = Inbox(inbox_size)
-        self._receive = self.inbox
         self._crash_next: BaseException | None = None
         self.handled = 0
         bus.subscribe(self.accepts, self.inbox)
@@ -218,7 +217,7 @@ class Actor(ABC):
                 # Take what is already queued without a trip through the event
                 # loop; yield every 64 so a backlog can't starve other tasks.
                 try:
-                    item = self._receive.receive_nowait()
+                    item = self.inbox.receive_nowait()
                     burst += 1
                 except anyio.WouldBlock:
                     item = None
@@ -227,10 +226,10 @@ class Actor(ABC):
                     await anyio.lowlevel.checkpoint()  # a long backlog still lets others run
                 burst = 0
                 if deadline is None:
-                    item = await self._receive.receive()
+                    item = await self.inbox.receive()
                 else:
                     with self.clock.deadline_scope(deadline):
-                        item = await self._receive.receive()
+                        item = await self.inbox.receive()
             now = self.clock.now()
             if item is None:
                 await self.emit(self._dispatch(Tick(at=now), now))
@@ -268,7 +267,7 @@ class Actor(ABC):
         self.inbox.close()
         while True:
             try:
-                item = self._receive.receive_nowait()
+                item = self.inbox.receive_nowait()
             except (anyio.WouldBlock, anyio.EndOfStream, anyio.ClosedResourceError):
                 break
             if isinstance(item, Envelope):

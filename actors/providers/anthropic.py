@@ -303,17 +303,8 @@ class AnthropicAdapter(HttpAdapter):
         payload = _request(body, model, stream=True)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        try:
-            resp = await self.session.post(self._url, data=payload, headers=self._headers)
-        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            raise self._connect_failure(exc) from exc
-        try:
-            if resp.status >= 300:
-                raise await self._http_failure(resp)
-            self._check_json(resp)
+        async with self._open_stream(self._url, payload, self._headers) as resp:
             yield self._events(resp, _Chunks(model, int(self.clock.now())), include_usage)
-        finally:
-            resp.release()
 
     async def _events(self, resp: aiohttp.ClientResponse, chunks: _Chunks, include_usage: bool
                       ) -> AsyncIterator[bytes]:

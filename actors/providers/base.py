@@ -11,7 +11,7 @@ from __future__ import annotations
 import email.utils
 import re
 from collections.abc import AsyncIterator, Mapping
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
 import aiohttp
@@ -195,3 +195,20 @@ class HttpAdapter:
         except (aiohttp.ClientError, OSError, RuntimeError) as exc:
             # uvloop raises RuntimeError where asyncio raises OSError (aiohappyeyeballs).
             raise self._connect_failure(exc) from exc
+
+    @asynccontextmanager
+    async def _open_stream(
+        self, url: str, payload: bytes, headers: Mapping[str, str]
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """POST a streamed request; yield the 2xx response, released on exit."""
+        try:
+            resp = await self.session.post(url, data=payload, headers=headers)
+        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
+            raise self._connect_failure(exc) from exc
+        try:
+            if resp.status >= 300:
+                raise await self._http_failure(resp)
+            self._check_json(resp)
+            yield resp
+        finally:
+            resp.release()

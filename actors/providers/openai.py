@@ -95,17 +95,8 @@ class OpenAIAdapter(HttpAdapter):
     @asynccontextmanager
     async def stream(self, body: dict[str, Any], model: str) -> AsyncIterator[AsyncIterator[bytes]]:
         payload = self._payload({**body, "stream": True}, model)
-        try:
-            resp = await self.session.post(self._url(model), data=payload, headers=self._headers)
-        except (aiohttp.ClientError, OSError, RuntimeError) as exc:
-            raise self._connect_failure(exc) from exc
-        try:
-            if resp.status >= 300:
-                raise await self._http_failure(resp)
-            self._check_json(resp)
+        async with self._open_stream(self._url(model), payload, self._headers) as resp:
             yield self._events(resp)
-        finally:
-            resp.release()
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
         """Yield each SSE ``data:`` payload; a stream without ``[DONE]`` is cut."""
