@@ -176,6 +176,8 @@ class Actor(ABC):
         self.inbox = Inbox(inbox_size)
         self._crash_next: BaseException | None = None
         self.handled = 0
+        #: The message being handled when ``handle`` last raised (the supervisor logs it).
+        self.lost: Message | None = None
         bus.subscribe(self.accepts, self.inbox)
 
     # -- to override ------------------------------------------------------
@@ -200,9 +202,14 @@ class Actor(ABC):
     def _dispatch(self, message: Message, now: float) -> list[Message]:
         if self._crash_next is not None:
             error, self._crash_next = self._crash_next, None
+            self.lost = message
             raise error
         self.handled += 1
-        return self.handle(message, now)
+        try:
+            return self.handle(message, now)
+        except Exception:
+            self.lost = message
+            raise
 
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Receive, decide, publish, until cancelled. Exceptions escape to the supervisor."""
@@ -230,19 +237,22 @@ class Actor(ABC):
                 else:
                     with self.clock.deadline_scope(deadline):
                         item = await self.inbox.receive()
-            now = self.clock.now()
+            # A decision is dated by the fact that caused it, not by when this
+            # actor got round to it: the same inputs give the same decisions
+            # however busy the loop was, which is what makes replay exact.
             if item is None:
+                now = self.clock.now()
                 await self.emit(self._dispatch(Tick(at=now), now))
             elif isinstance(item, Envelope):
                 try:
-                    out = self._dispatch(item.message, now)
+                    out = self._dispatch(item.message, item.message.at)
                 except Exception as exc:
                     item.reply_to.send_nowait(exc)
                     raise
                 await self.emit(out)
                 item.reply_to.send_nowait(out)
             else:
-                await self.emit(self._dispatch(item, now))
+                await self.emit(self._dispatch(item, item.at))
 
     async def ask(self, message: Message, *, wait_s: float = 10.0) -> list[Message]:
         """Send ``message`` and wait for the messages ``handle`` returned."""

@@ -54,6 +54,7 @@ __all__ = (
     "Tick",
     "decode_message",
     "encode_message",
+    "message_key",
 )
 
 ProviderState = Literal[
@@ -203,11 +204,16 @@ class ProviderRecovered(Message, frozen=True, kw_only=True, tag="provider_recove
 
 
 class ActorRestarted(Message, frozen=True, kw_only=True, tag="actor_restarted"):
-    """The supervisor restarted a crashed actor."""
+    """The supervisor restarted a crashed actor.
+
+    ``lost`` is :func:`message_key` of the message the actor was handling when
+    it crashed (that message had no effect): replay skips it for that actor.
+    """
 
     actor: str
     error: str
     restarts: int
+    lost: str | None = None
 
 
 # ---------------------------------------------------------------- views
@@ -301,6 +307,13 @@ _decoder: msgspec.json.Decoder[LoggedMessage] = msgspec.json.Decoder(LoggedMessa
 def encode_message(message: Message) -> bytes:
     """The JSON form stored in the event log (tag included)."""
     return _encoder.encode(message)
+
+
+def message_key(message: Message) -> str:
+    """A short identity for one message: its tag, time and subject (provider, request)."""
+    tag = type(message).__struct_config__.tag
+    subject = getattr(message, "provider", None) or getattr(message, "version", "")
+    return f"{tag}|{message.at!r}|{subject}|{getattr(message, 'request_id', '')}"
 
 
 def decode_message(data: bytes | str) -> LoggedMessage:

@@ -45,6 +45,7 @@ from .messages import (
     ProviderStateChanged,
     ProviderView,
     RoutingSnapshot,
+    message_key,
 )
 from .metrics_collector import DAY_S, MetricsCollector
 from .priority_selector import PrioritySelector
@@ -227,9 +228,11 @@ class Supervisor:
                 self.restarts[actor.name] = restarts
                 log.error("actor %s crashed (%s: %s); restarting (#%d)", actor.name,
                           type(exc).__name__, exc, restarts)
+                lost, actor.lost = actor.lost, None
                 await self.bus.publish(ActorRestarted(at=self.clock.now(), actor=actor.name,
                                                       error=f"{type(exc).__name__}: {exc}"[:300],
-                                                      restarts=restarts))
+                                                      restarts=restarts,
+                                                      lost=None if lost is None else message_key(lost)))
                 backoff = min(_MAX_BACKOFF_S, 0.0 if restarts == 1 else 0.05 * 2 ** min(restarts, 10))
                 if backoff:
                     await self.clock.sleep_until(self.clock.now() + backoff)
