@@ -31,6 +31,7 @@ from .messages import Message, Tick
 __all__ = ("Actor", "Bus", "Envelope", "Inbox")
 
 log = logging.getLogger("actors")
+_LATE_S = 1.0
 
 
 class Inbox:
@@ -241,7 +242,11 @@ class Actor(ABC):
             # actor got round to it: the same inputs give the same decisions
             # however busy the loop was, which is what makes replay exact.
             if item is None:
+                # A timer is dated by its deadline, unless the loop was stalled
+                # (a suspended machine): then by now, so ticks don't cascade.
                 now = self.clock.now()
+                if deadline is not None and now - deadline < _LATE_S:
+                    now = deadline
                 await self.emit(self._dispatch(Tick(at=now), now))
             elif isinstance(item, Envelope):
                 try:

@@ -126,6 +126,12 @@ class VirtualClock:
         while self._timers and self._timers[0][2].fired:
             heapq.heappop(self._timers)
 
+    def move_to(self, target: float) -> None:
+        """Set the time without firing timers or running tasks (replay drives its actors itself)."""
+        if target < self._now:
+            raise ValueError(f"cannot move a clock backwards (move_to({target}) at {self._now})")
+        self._now = float(target)
+
     async def advance(self, seconds: float) -> None:
         """Move time forward by ``seconds``, firing due timers in order."""
         if seconds < 0:

@@ -11,6 +11,8 @@
     ├── UnknownProviderError (LookupError)
     │                                  an admin command named a provider not in the config
     ├── StoreError                     the SQLite state file can't be used (names the path)
+    ├── EventLogError (ValueError)     an exported event log can't be read: names the file,
+    │                                  the line and what is wrong with it
     ├── SupervisorClosedError          the supervisor is stopping or stopped ("you closed it")
     ├── GatewayError                   (actors.gateway) the service can't listen: names the fix
     ├── UpstreamRejectedError          a provider refused the request itself (400): returned
@@ -31,6 +33,7 @@ __all__ = (
     "AllProvidersFailedError",
     "Attempt",
     "ConfigError",
+    "EventLogError",
     "FallbackError",
     "InvalidRequestError",
     "StoreError",
@@ -107,6 +110,16 @@ class StoreError(FallbackError):
     def __init__(self, message: str, *, path: str) -> None:
         self.path = path
         super().__init__(f"state file {path}: {message}")
+
+
+class EventLogError(FallbackError, ValueError):
+    """Raised by :mod:`actors.replay` when a log is truncated, corrupt, or from a
+    schema version that can't be migrated. ``line`` is 1-based (0: the whole file)."""
+
+    def __init__(self, message: str, *, path: str, line: int = 0) -> None:
+        self.path = path
+        self.line = line
+        super().__init__(f"{path}, line {line}: {message}" if line else f"{path}: {message}")
 
 
 class SupervisorClosedError(FallbackError):

@@ -9,7 +9,8 @@ Two families:
 
 * **inputs**, facts observed at the edges: :class:`AttemptSucceeded`,
   :class:`AttemptFailed`, :class:`HealthChecked`, :class:`FallbackTriggered`,
-  and the admin commands :class:`DisableProvider` / :class:`EnableProvider`;
+  the admin commands :class:`DisableProvider` / :class:`EnableProvider`, and
+  :class:`SupervisorStarted` (the provider state a start began from);
 * **decisions**, what the actors conclude from them:
   :class:`ErrorClassified`, :class:`ProviderStateChanged`,
   :class:`ProbeRequested`, :class:`RestoreProvider`,
@@ -50,12 +51,19 @@ __all__ = (
     "ProviderStateChanged",
     "ProviderView",
     "RestoreProvider",
+    "SCHEMA_VERSION",
     "RoutingSnapshot",
+    "SupervisorStarted",
     "Tick",
     "decode_message",
     "encode_message",
     "message_key",
 )
+
+#: The version of the logged messages' schema (exported logs carry it).
+#: 1: before SupervisorStarted and ActorRestarted.lost; decisions were dated
+#: when an actor handled them. 2: decisions are dated by their cause.
+SCHEMA_VERSION = 2
 
 ProviderState = Literal[
     "healthy", "degraded", "cooldown", "probing", "unhealthy", "disabled", "unconfigured"
@@ -77,6 +85,31 @@ class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
 
     at: float
     logged: ClassVar[bool] = True
+
+
+# ---------------------------------------------------------------- state
+
+
+class LastError(msgspec.Struct, frozen=True, kw_only=True):
+    category: str
+    status: int | None
+    message: str
+    at: float
+
+
+class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider as routing sees it."""
+
+    name: str
+    priority: int
+    state: ProviderState
+    failure_count: int = 0
+    cooldown_until: float | None = None
+    cooldown_level: int = 0
+    last_error: LastError | None = None
+    healthy_since: float | None = None
+    down_since: float | None = None
+    detail: str = ""
 
 
 # ---------------------------------------------------------------- inputs
@@ -143,6 +176,13 @@ class EnableProvider(Message, frozen=True, kw_only=True, tag="enable_provider"):
     provider: str
 
 
+class SupervisorStarted(Message, frozen=True, kw_only=True, tag="supervisor_started"):
+    """A supervisor started; ``providers`` is the routing state it began with
+    (restored from the state file). Replay starts fresh actors from it."""
+
+    providers: tuple[ProviderView, ...]
+
+
 # ---------------------------------------------------------------- decisions
 
 
@@ -161,13 +201,6 @@ class ErrorClassified(Message, frozen=True, kw_only=True, tag="error_classified"
     status: int | None = None
     message: str = ""
     suggested_action: str = ""
-
-
-class LastError(msgspec.Struct, frozen=True, kw_only=True):
-    category: str
-    status: int | None
-    message: str
-    at: float
 
 
 class ProviderStateChanged(Message, frozen=True, kw_only=True, tag="provider_state_changed"):
@@ -219,21 +252,6 @@ class ActorRestarted(Message, frozen=True, kw_only=True, tag="actor_restarted"):
 # ---------------------------------------------------------------- views
 
 
-class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
-    """One provider as routing sees it."""
-
-    name: str
-    priority: int
-    state: ProviderState
-    failure_count: int = 0
-    cooldown_until: float | None = None
-    cooldown_level: int = 0
-    last_error: LastError | None = None
-    healthy_since: float | None = None
-    down_since: float | None = None
-    detail: str = ""
-
-
 class RoutingSnapshot(Message, frozen=True, kw_only=True, tag="routing_snapshot"):
     """The selector's view of every provider, sorted by priority."""
 
@@ -282,6 +300,7 @@ LoggedMessage = (
     | RestoreProvider
     | ProviderRecovered
     | ActorRestarted
+    | SupervisorStarted
 )
 
 INPUT_TYPES: tuple[type[Message], ...] = (
@@ -291,6 +310,7 @@ INPUT_TYPES: tuple[type[Message], ...] = (
     FallbackTriggered,
     DisableProvider,
     EnableProvider,
+    SupervisorStarted,
 )
 DECISION_TYPES: tuple[type[Message], ...] = (
     ErrorClassified,

@@ -27,6 +27,7 @@ import math
 import os
 import sqlite3
 import time
+import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
@@ -171,6 +172,7 @@ class Store:
         self._wake = anyio.Event()
         self._committed = anyio.Event()
         self._closed = False
+        self._readonly = False  # opened read-only
 
     @classmethod
     async def open(
@@ -180,12 +182,17 @@ class Store:
         flush_interval_s: float = 0.25,
         retention_days: float = 30,
         busy_timeout_s: float = 2.0,
+        readonly: bool = False,
     ) -> Store:
         """Open, create or migrate the state file; raise StoreError if it can't be used.
 
-        ``retention_days=math.inf`` keeps every event forever.
+        ``retention_days=math.inf`` keeps every event forever. ``readonly=True``
+        only reads an existing file (export, offline status) and never writes
+        to it, so it is safe beside a running service.
         """
         where = os.fspath(path)
+        if readonly:
+            return await cls._open_readonly(where, busy_timeout_s)
         if await anyio.Path(where).is_dir():
             example = os.path.join(where, "fallback.db")
             raise StoreError(
@@ -210,6 +217,34 @@ class Store:
         except BaseException:
             await _close_quietly(db)
             raise
+        return store
+
+    @classmethod
+    async def _open_readonly(cls, where: str, busy_timeout_s: float) -> Store:
+        if not await anyio.Path(where).is_file():
+            raise StoreError("does not exist (nothing has been recorded there yet)", path=where)
+        uri = f"file:{urllib.parse.quote(os.path.abspath(where))}?mode=ro"
+        with _translated(where, busy_timeout_s):
+            db = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+        store = cls(db, where, busy_timeout_s)
+        store._readonly = True
+        try:
+            with _translated(where, busy_timeout_s):
+                rows = await db.execute_fetchall(
+                    "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'schema_version')")
+                ((has_schema,),) = rows
+                version = 0
+                if has_schema:
+                    ((version,),) = await db.execute_fetchall(
+                        "SELECT coalesce(max(version), 0) FROM schema_version")
+        except BaseException:
+            await _close_quietly(db)
+            raise
+        if not has_schema or version > len(MIGRATIONS):
+            await _close_quietly(db)
+            why = ("is not a provider-fallback state file" if not has_schema else
+                   f"was written by a newer provider-fallback (schema version {version}); upgrade")
+            raise StoreError(why, path=where)
         return store
 
     async def _prepare(self) -> None:
@@ -266,6 +301,7 @@ class Store:
         """Buffer ``message`` for the event log; messages whose class is not logged are ignored."""
         if not type(message).logged:
             return
+        self._check_writable()
         self._check_open()
         self._events.append(message)
         if len(self._events) == _WAKE_AT_EVENTS:
@@ -274,6 +310,7 @@ class Store:
     def save_provider(self, view: ProviderView) -> None:
         """Buffer a provider's state (latest wins) and wake the flusher to write it promptly."""
         self._check_open()
+        self._check_writable()
         self._providers[view.name] = (view, time.time())
         self._wake.set()
 
@@ -283,6 +320,7 @@ class Store:
         Counts below those of the last save mean the counters restarted: they count in full.
         """
         self._check_open()
+        self._check_writable()
         counts = (metrics.requests_total, metrics.requests_success, metrics.requests_failed)
         last = self._baselines.get(provider, (0, 0, 0))
         delta = (counts[0] - last[0], counts[1] - last[1], counts[2] - last[2])
@@ -328,7 +366,8 @@ class Store:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 self._check_open()
-                await self._write_buffers()
+                if not self._readonly:
+                    await self._write_buffers()
 
     async def wait_for_commit(self) -> None:
         """Return after the next batch is committed (or the store is closed)."""
@@ -357,6 +396,7 @@ class Store:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 self._check_open()
+                self._check_writable()
                 await self._write_buffers()
                 async with self._transaction() as db:
                     cursor = await db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
@@ -411,6 +451,10 @@ class Store:
     def _check_open(self) -> None:
         if self._closed:
             raise StoreError("the store is closed; open it again to use it", path=self._path)
+
+    def _check_writable(self) -> None:
+        if self._readonly:
+            raise StoreError("was opened read-only; nothing can be written to it", path=self._path)
 
     # ---------------------------------------------------------------- reads: flush first
 
@@ -496,6 +540,7 @@ class Store:
 
     async def set_meta(self, key: str, value: str) -> None:
         """Store a small value (e.g. the config a log ran under); ``store.*`` keys are the store's."""
+        self._check_writable()
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 self._check_open()

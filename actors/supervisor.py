@@ -33,6 +33,7 @@ from .clock import Clock, SystemClock
 from .config import Config
 from .error_classifier import ErrorClassifier
 from .errors import InvalidRequestError, SupervisorClosedError, UnknownProviderError
+from .eventlog import record_config
 from .health_monitor import HealthMonitor
 from .messages import (
     ActorRestarted,
@@ -45,6 +46,7 @@ from .messages import (
     ProviderStateChanged,
     ProviderView,
     RoutingSnapshot,
+    SupervisorStarted,
     message_key,
 )
 from .metrics_collector import DAY_S, MetricsCollector
@@ -141,6 +143,8 @@ class Supervisor:
         selector = PrioritySelector(config.providers, config.routing, clock=clock, bus=bus,
                                     restored=restored)
         snapshot = selector.snapshot(clock.now())
+        bus.tell(SupervisorStarted(at=snapshot.at, providers=snapshot.providers))  # replay starts here
+        await record_config(store, config)
         self._on_routing(snapshot)
         health_timeouts = {"ping": config.health.ping_timeout_s, "full": config.health.full_timeout_s,
                            "api": config.health.api_timeout_s}
