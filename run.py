@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""provider-fallback command line: ``serve`` (the default), ``check``, ``status``, ``demo``.
+"""provider-fallback command line: ``serve`` (the default), ``check``, ``status``, ``demo``,
+``events export`` and ``replay``.
 
 ``serve`` runs the OpenAI-compatible gateway until SIGINT/SIGTERM, then stops
 taking requests, lets in-flight ones finish within ``server.shutdown_grace_s``,
@@ -12,6 +13,7 @@ event. Secrets are never printed: keys show as "set" / "NOT SET".
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import importlib.util
 import json
 import logging
@@ -33,6 +35,7 @@ from anyio.abc import TaskStatus
 from actors import gateway
 from actors.config import Config, CooldownConfig, load_config, parse_config
 from actors.errors import ConfigError, FallbackError
+from actors.eventlog import export_events, read_log
 from actors.messages import (
     FallbackTriggered,
     HealthChecked,
@@ -44,15 +47,17 @@ from actors.messages import (
     ProviderView,
     RoutingSnapshot,
 )
+from actors.replay import replay
 from actors.status import build_status
 from actors.store import Store
+from actors.summary import compare, render_summary, render_timeline
 from actors.supervisor import Supervisor
 from actors.testing import FakeUpstream, error, ok
 
 log = logging.getLogger("run")
 
 EXIT_OK, EXIT_FAILED, EXIT_STARTUP = 0, 1, 2
-COMMANDS = ("serve", "check", "status", "demo")
+COMMANDS = ("serve", "check", "status", "demo", "events", "replay")
 _DAY_S = 86_400.0
 _T = TypeVar("_T")
 
@@ -244,7 +249,7 @@ async def read_status(config: Config, now: float) -> dict[str, Any]:
     restored: dict[str, ProviderView] = {}
     metrics: MetricsSnapshot | None = None
     if await anyio.Path(config.state.path).exists():  # don't create a file just to read it
-        store = await Store.open(config.state.path, retention_days=config.metrics.retention_days)
+        store = await Store.open(config.state.path, readonly=True)  # never writes beside a service
         try:
             restored = await store.load_providers()
             stored = await store.load_metrics()
@@ -461,6 +466,79 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+# ---------------------------------------------------------------- events export, replay
+
+
+def _when(text: str) -> float:
+    """A time on the command line: epoch seconds, or ISO 8601 (UTC unless it says otherwise)."""
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected epoch seconds or ISO 8601 (2026-11-22T10:00:00Z), got {text!r}") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.timestamp()
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """``events export``: the state file's event log as JSON lines (header first)."""
+    try:
+        config = load_config(args.config) if os.path.exists(args.config) else None
+        path = args.state or (config.state.path if config else "state/fallback.db")
+        if args.output in (None, "-"):
+            count = run_async(partial(export_events, path, sys.stdout.buffer, config=config, since=args.since,
+                                      until=args.until, provider=args.provider))
+            sys.stdout.buffer.flush()
+        else:
+            tmp = f"{args.output}.partial"
+            with open(tmp, "wb") as out:
+                count = run_async(partial(export_events, path, out, config=config, since=args.since,
+                                          until=args.until, provider=args.provider))
+            os.replace(tmp, args.output)  # a killed export leaves no half-written log behind
+    except (FallbackError, OSError) as exc:
+        fail(exc)
+        return EXIT_STARTUP
+    target = f" to {args.output}" if args.output not in (None, "-") else ""
+    print(f"exported {count} events from {path}{target}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``replay FILE``: the timeline and summary; exit 1 when replay disagrees with the log."""
+    try:
+        log = read_log(args.file)
+        config = load_config(args.config) if args.config else None
+        result = replay(log, config)
+    except FallbackError as exc:
+        fail(exc)
+        return EXIT_STARTUP
+    print(f"replayed {result.events} events from {args.file} ({result.mode}"
+          f"{', under ' + args.config if args.config else ''})")
+    for note in result.notes:
+        print(f"note: {note}")
+    print()
+    print(render_timeline(result.timeline, limit=args.limit))
+    print()
+    if result.mode == "what-if":
+        print("what changed (recorded vs this config):")
+        print(compare(result.recorded_summary, result.summary, labels=("recorded", "this config")))
+        return EXIT_OK
+    print("summary:")
+    print(render_summary(result.summary))
+    if result.divergence is not None:
+        print()
+        print(f"DIVERGED at {result.divergence.describe()}")
+        return EXIT_FAILED
+    print()
+    print(f"matches: the {len(result.recorded)} recorded decisions came out the same")
+    return EXIT_OK
+
+
 # ---------------------------------------------------------------- main
 
 
@@ -479,9 +557,9 @@ def _positive(text: str) -> float:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser: serve (default), check, status, demo."""
+    """The argument parser: serve (default), check, status, demo, events export, replay."""
     parser = argparse.ArgumentParser(prog="run.py", description="provider-fallback: LLM-provider failover.")
-    sub = parser.add_subparsers(dest="command", metavar="{serve,check,status,demo}")
+    sub = parser.add_subparsers(dest="command", metavar="{serve,check,status,demo,events,replay}")
     serve = sub.add_parser("serve", help="run the HTTP gateway (the default)")
     serve.add_argument("--host", help="override [server] host")
     serve.add_argument("--port", type=_port, help="override [server] port (0: any free port)")
@@ -489,12 +567,25 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="provider states and metrics")
     status.add_argument("--url", help="the service's URL (default: from [server] in the config)")
     status.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    events = sub.add_parser("events", help="the event log: events export [-o FILE]")
+    events_sub = events.add_subparsers(dest="action", metavar="{export}", required=True)
+    export = events_sub.add_parser("export", help="write the event log as JSON lines (for replay)")
+    export.add_argument("--since", type=_when, help="from this time (epoch seconds or ISO 8601)")
+    export.add_argument("--until", type=_when, help="before this time")
+    export.add_argument("--provider", help="only this provider's events (and starts, restarts)")
+    export.add_argument("-o", "--output", help="output file (default: stdout)")
+    export.add_argument("--state", help="the state file (default: [state] path in the config)")
+    rep = sub.add_parser("replay", help="replay an exported log; --config for what-if")
+    rep.add_argument("file", help="an exported log (run.py events export)")
+    rep.add_argument("--config", help="replay under this config instead of the log's own (what if)")
+    rep.add_argument("--limit", type=int, default=200, help="timeline rows to print (default 200)")
     demo = sub.add_parser("demo", help="watch a failover cycle against fake providers")
     demo.add_argument("--seconds", type=_positive, default=20.0, help="how long to run (default 20)")
     demo.add_argument("--rate", type=_positive, default=5.0, help="requests a second (default 5)")
-    for command in (serve, check, status):
+    for command in (serve, check, status, export):
         command.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
-    for command, level in ((serve, "info"), (check, "info"), (status, "info"), (demo, "warning")):
+    for command, level in ((serve, "info"), (check, "info"), (status, "info"), (demo, "warning"),
+                           (export, "warning"), (rep, "warning")):
         command.add_argument("--log-level", default=level, choices=["debug", "info", "warning", "error"],
                              help=f"stderr log level (default: {level})")
     return parser
@@ -509,7 +600,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "serve": cmd_serve, "check": cmd_check, "status": cmd_status, "demo": cmd_demo}
+        "serve": cmd_serve, "check": cmd_check, "status": cmd_status, "demo": cmd_demo,
+        "events": cmd_events, "replay": cmd_replay}
     try:
         return commands[args.command](args)
     except KeyboardInterrupt:  # Ctrl-C outside serve's own signal handling

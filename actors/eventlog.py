@@ -169,7 +169,7 @@ async def export_events(
 
 _decoder: msgspec.json.Decoder[LoggedMessage] = msgspec.json.Decoder(LoggedMessage)
 _header_decoder = msgspec.json.Decoder(LogHeader)
-_tags = frozenset(str(t.__struct_config__.tag) for t in LoggedMessage.__args__)  # type: ignore[attr-defined]
+_tags = frozenset(str(t.__struct_config__.tag) for t in LoggedMessage.__args__)
 
 
 def _from_v1(line: dict[str, Any]) -> dict[str, Any]:
@@ -222,7 +222,7 @@ def read_log(source: str | os.PathLike[str] | Iterable[str | bytes], *, path: st
     messages: list[LoggedMessage] = []
     number = 1
     try:
-        for number, line in enumerate(lines, start=2):  # noqa: B007 (number names the line on error)
+        for number, line in enumerate(lines, start=2):
             if not line.strip():
                 continue
             messages.append(_decode_line(line, steps, where, number))
@@ -238,7 +238,8 @@ def _decode_line(line: bytes, steps: list[Any], where: str, number: int) -> Logg
         raw = msgspec.json.decode(line)
         for step in steps:
             raw = step(raw)
-        return msgspec.convert(raw, LoggedMessage)  # type: ignore[arg-type]
+        message: LoggedMessage = msgspec.convert(raw, LoggedMessage)
+        return message
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         text = str(exc)
         if not line.endswith(b"\n") and isinstance(exc, msgspec.DecodeError):

@@ -31,6 +31,7 @@ import msgspec
 __all__ = (
     "DECISION_TYPES",
     "INPUT_TYPES",
+    "SCHEMA_VERSION",
     "ActorRestarted",
     "AttemptFailed",
     "AttemptSucceeded",
@@ -51,7 +52,6 @@ __all__ = (
     "ProviderStateChanged",
     "ProviderView",
     "RestoreProvider",
-    "SCHEMA_VERSION",
     "RoutingSnapshot",
     "SupervisorStarted",
     "Tick",

@@ -223,7 +223,7 @@ class Store:
     async def _open_readonly(cls, where: str, busy_timeout_s: float) -> Store:
         if not await anyio.Path(where).is_file():
             raise StoreError("does not exist (nothing has been recorded there yet)", path=where)
-        uri = f"file:{urllib.parse.quote(os.path.abspath(where))}?mode=ro"
+        uri = f"file:{urllib.parse.quote(str(await anyio.Path(where).absolute()))}?mode=ro"
         with _translated(where, busy_timeout_s):
             db = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
         store = cls(db, where, busy_timeout_s)
