@@ -168,6 +168,14 @@ class PrioritySelector(Actor):
             )
         )
 
+    def _grown(self, base: float, level: int) -> float:
+        """base x growth^level, capped at max_cooldown_s (a huge level saturates, never overflows)."""
+        cap = self.policy.max_cooldown_s
+        try:
+            return min(base * self.policy.cooldown_growth**level, cap)
+        except OverflowError:
+            return cap
+
     def _start_cooldown(self, rec: _Record, base: float, retry_after: float | None, now: float) -> None:
         """Set (or extend) the cooldown; a repeat grows it unless the provider was stable."""
         growing = rec.state not in DOWN_STATES or rec.state == "probing"
@@ -179,9 +187,9 @@ class PrioritySelector(Actor):
         if retry_after is not None and retry_after > 0:
             duration = min(retry_after, self.policy.max_cooldown_s)
         else:
-            duration = min(base * self.policy.cooldown_growth**level, self.policy.max_cooldown_s)
-        if growing:
-            rec.cooldown_level += 1
+            duration = self._grown(base, level)
+        if growing and self._grown(base, rec.cooldown_level) < self.policy.max_cooldown_s:
+            rec.cooldown_level += 1  # once at the cap, the level stops growing (and can't overflow)
         until = now + duration
         if rec.cooldown_until is None or rec.cooldown_until < until:
             rec.cooldown_until = until
@@ -201,6 +209,18 @@ class PrioritySelector(Actor):
             self._move(rec, "unhealthy" if unhealthy else "cooldown", reason, now, out)
         elif rec.state == "healthy":
             self._move(rec, "degraded", verdict.category, now, out)
+
+    def ignores(self, message: Message) -> bool:
+        """A success changes nothing unless the provider is usable with failures counted.
+
+        Most answered requests find their provider healthy with no failures:
+        the bus then need not wake this actor for them (they are still logged).
+        """
+        if type(message) is not AttemptSucceeded:
+            return False
+        rec = self._records.get(message.provider)
+        return rec is None or rec.state not in USABLE_STATES or (
+            rec.state == "healthy" and rec.failure_count == 0)
 
     def handle(self, message: Message, now: float) -> list[Message]:
         out: list[Message] = []

@@ -175,6 +175,23 @@ def test_repeated_cooldowns_grow_and_cap() -> None:
     assert state(sel2).cooldown_until - now == 1200
 
 
+def test_a_provider_failing_for_days_stays_capped() -> None:
+    """Thousands of failed probes in a row: the cooldown stays at the cap, the level stops growing.
+
+    (The level used to grow forever until growth**level overflowed a float and
+    crashed the selector on every failure; found by bench/bench_replay.py.)
+    """
+    sel = selector(max_cooldown_s=3600, failure_threshold=1_000_000)
+    fail(sel, T0, 503)
+    for _ in range(3000):
+        now = state(sel).cooldown_until
+        sel.handle(ProbeRequested(at=now, provider="a"), now)
+        sel.handle(HealthChecked(at=now, provider="a", tier="api", ok=False, kind="http", status=503,
+                                 probe=True), now)
+    assert state(sel).cooldown_until - now == 3600
+    assert state(sel).cooldown_level <= 4  # 600, 1200, 2400, then the cap
+
+
 def test_growth_resets_after_a_stable_healthy_period() -> None:
     """After stable_period_s healthy, the next cooldown starts from the base again."""
     sel = selector(stable_period_s=100, failure_threshold=100)
