@@ -6,6 +6,10 @@
 
     async with Supervisor(load_config("config.toml")) as fallback:
         reply = await fallback.chat([{"role": "user", "content": "hi"}], model="chat")
+
+    from actors.replay import replay            # an exported incident log, replayed
+
+    assert replay("tests/incidents/groq-429-storm.jsonl").matches
 """
 
 from .clock import Clock, SystemClock, VirtualClock
@@ -14,6 +18,7 @@ from .errors import (
     AllProvidersFailedError,
     Attempt,
     ConfigError,
+    EventLogError,
     FallbackError,
     InvalidRequestError,
     StoreError,
@@ -34,6 +39,7 @@ __all__ = (
     "Clock",
     "Config",
     "ConfigError",
+    "EventLogError",
     "FallbackError",
     "InvalidRequestError",
     "ProviderConfig",
