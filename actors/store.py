@@ -25,10 +25,9 @@ import contextlib
 import logging
 import math
 import os
-import sqlite3
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -38,121 +37,33 @@ import msgspec
 
 from actors.errors import StoreError
 from actors.messages import (
-    LoggedMessage,
     Message,
     ProviderMetrics,
     ProviderView,
-    decode_message,
-    encode_message,
+)
+from actors.store_schema import (
+    INSERT_EVENT,
+    MIGRATIONS,
+    UPSERT_META,
+    UPSERT_ROLLUP,
+    UPSERT_STATE,
+    Counts,
+    MetricRollup,
+    StoredEvent,
+    close_quietly,
+    event_row,
+    translated,
 )
 
 __all__ = ("MIGRATIONS", "MetricRollup", "Store", "StoredEvent")
 
 _log = logging.getLogger(__name__)
-_HOUR_S = 3600.0
-_PRUNE_EVERY_S = 3600.0
-_WAKE_AT_EVENTS = 20_000  # a burst this large is written without waiting for the interval
-
-#: Ordered schema migrations; the schema version is how many have been applied.
-#: Append only: never edit or reorder a released entry.
-MIGRATIONS: tuple[tuple[str, ...], ...] = (
-    (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
-        # AUTOINCREMENT: ids are never reused after pruning, so ``after=`` cursors stay valid.
-        "CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, at REAL NOT NULL,"
-        " type TEXT NOT NULL, provider TEXT, data BLOB NOT NULL)",
-        "CREATE INDEX events_at ON events (at)",
-        "CREATE INDEX events_provider ON events (provider, id)",
-        "CREATE TABLE provider_state (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL NOT NULL)",
-        "CREATE TABLE provider_metrics (name TEXT PRIMARY KEY, data BLOB NOT NULL, updated_at REAL NOT NULL)",
-        "CREATE TABLE metric_rollups (provider TEXT NOT NULL, bucket_start REAL NOT NULL,"
-        " requests_total INTEGER NOT NULL, requests_success INTEGER NOT NULL,"
-        " requests_failed INTEGER NOT NULL, PRIMARY KEY (provider, bucket_start)) WITHOUT ROWID",
-        "CREATE INDEX metric_rollups_bucket ON metric_rollups (bucket_start)",
-    ),
-)
-
-_INSERT_EVENT = "INSERT INTO events (at, type, provider, data) VALUES (?, ?, ?, ?)"
-_UPSERT_STATE = (
-    "INSERT INTO {} (name, data, updated_at) VALUES (?, ?, ?) ON CONFLICT (name)"
-    " DO UPDATE SET data = excluded.data, updated_at = excluded.updated_at"
-)
-_UPSERT_ROLLUP = (
-    "INSERT INTO metric_rollups VALUES (?, ?, ?, ?, ?) ON CONFLICT (provider, bucket_start)"
-    " DO UPDATE SET requests_total = requests_total + excluded.requests_total,"
-    " requests_success = requests_success + excluded.requests_success,"
-    " requests_failed = requests_failed + excluded.requests_failed"
-)
-_UPSERT_META = "INSERT INTO meta VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value"
-
 _encoder = msgspec.json.Encoder()
 _view_decoder = msgspec.json.Decoder(ProviderView)
 _metrics_decoder = msgspec.json.Decoder(ProviderMetrics)
-
-_Counts = tuple[int, int, int]
-
-
-class StoredEvent(msgspec.Struct, frozen=True):
-    """One row of the event log; ``data`` is the :func:`~actors.messages.encode_message` JSON."""
-
-    id: int
-    at: float
-    type: str
-    provider: str | None
-    data: bytes
-
-    @property
-    def message(self) -> LoggedMessage:
-        """The stored message, decoded."""
-        return decode_message(self.data)
-
-
-class MetricRollup(msgspec.Struct, frozen=True):
-    """What a provider counted during the hour starting at ``bucket_start``."""
-
-    provider: str
-    bucket_start: float
-    requests_total: int
-    requests_success: int
-    requests_failed: int
-
-
-def _event_row(message: Message) -> tuple[float, str, str | None, bytes]:
-    provider = getattr(message, "provider", None) or getattr(message, "from_provider", None)
-    return (message.at, str(type(message).__struct_config__.tag), provider, encode_message(message))
-
-
-_FIXES = {
-    sqlite3.SQLITE_BUSY: "the database is locked by another process for longer than"
-    " busy_timeout_s={}; stop the other process (another provider-fallback instance, or a sqlite3"
-    " shell inside a transaction) or give each instance its own state path",
-    sqlite3.SQLITE_READONLY: "the file or its directory is read-only; make both writable by this"
-    " user (SQLite also writes -wal and -shm files beside it) or choose another state path",
-    sqlite3.SQLITE_NOTADB: "the file is not a SQLite database or is corrupt; move it aside to"
-    " start with fresh state, or restore it from a backup",
-    sqlite3.SQLITE_CANTOPEN: "the file cannot be opened; check that it and its directory exist"
-    " and are writable by this user",
-    sqlite3.SQLITE_FULL: "the disk is full; free some space or lower retention_days",
-}
-_FIXES[sqlite3.SQLITE_LOCKED] = _FIXES[sqlite3.SQLITE_BUSY]
-_FIXES[sqlite3.SQLITE_CORRUPT] = _FIXES[sqlite3.SQLITE_NOTADB]
-_FIXES[sqlite3.SQLITE_PERM] = _FIXES[sqlite3.SQLITE_AUTH] = _FIXES[sqlite3.SQLITE_CANTOPEN]
-
-
-@contextlib.contextmanager
-def _translated(path: str, busy_timeout_s: float) -> Iterator[None]:
-    """Turn sqlite3 errors into a StoreError that says what is wrong and how to fix it."""
-    try:
-        yield
-    except sqlite3.Error as exc:
-        why = _FIXES.get(exc.sqlite_errorcode & 0xFF, "SQLite failed").format(f"{busy_timeout_s:g}")
-        raise StoreError(f"{why} (sqlite: {exc})", path=path) from exc
-
-
-async def _close_quietly(db: aiosqlite.Connection) -> None:
-    with anyio.CancelScope(shield=True), contextlib.suppress(sqlite3.Error, ValueError):
-        await db.close()
-
+_HOUR_S = 3600.0
+_PRUNE_EVERY_S = 3600.0
+_WAKE_AT_EVENTS = 20_000  # a burst this large is written without waiting for the interval
 
 class Store:
     """The SQLite state file: provider state, event log, metrics. Create it with :meth:`open`."""
@@ -163,11 +74,11 @@ class Store:
         self._busy_timeout_s = busy_timeout_s
         self._flush_interval_s = 0.25
         self._retention_s = 30 * 86_400.0
-        self._baselines: dict[str, _Counts] = {}  # counts at the last save_metrics
+        self._baselines: dict[str, Counts] = {}  # counts at the last save_metrics
         self._events: list[Message] = []
         self._providers: dict[str, tuple[ProviderView, float]] = {}
         self._metrics: dict[str, tuple[ProviderMetrics, float]] = {}
-        self._rollups: dict[tuple[str, float], _Counts] = {}
+        self._rollups: dict[tuple[str, float], Counts] = {}
         self._lock = anyio.Lock()  # one transaction at a time on the one connection
         self._wake = anyio.Event()
         self._committed = anyio.Event()
@@ -206,16 +117,16 @@ class Store:
                 f"cannot create its directory ({exc}); create it or choose another state path",
                 path=where,
             ) from exc
-        with _translated(where, busy_timeout_s):
+        with translated(where, busy_timeout_s):
             db = await aiosqlite.connect(where, timeout=busy_timeout_s, isolation_level=None)
         store = cls(db, where, busy_timeout_s)
         store._flush_interval_s = flush_interval_s
         store._retention_s = retention_days * 86_400.0
         try:
-            with _translated(where, busy_timeout_s):
+            with translated(where, busy_timeout_s):
                 await store._prepare()
         except BaseException:
-            await _close_quietly(db)
+            await close_quietly(db)
             raise
         return store
 
@@ -224,12 +135,12 @@ class Store:
         if not await anyio.Path(where).is_file():
             raise StoreError("does not exist (nothing has been recorded there yet)", path=where)
         uri = f"file:{urllib.parse.quote(str(await anyio.Path(where).absolute()))}?mode=ro"
-        with _translated(where, busy_timeout_s):
+        with translated(where, busy_timeout_s):
             db = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
         store = cls(db, where, busy_timeout_s)
         store._readonly = True
         try:
-            with _translated(where, busy_timeout_s):
+            with translated(where, busy_timeout_s):
                 rows = await db.execute_fetchall(
                     "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'schema_version')")
                 ((has_schema,),) = rows
@@ -238,10 +149,10 @@ class Store:
                     ((version,),) = await db.execute_fetchall(
                         "SELECT coalesce(max(version), 0) FROM schema_version")
         except BaseException:
-            await _close_quietly(db)
+            await close_quietly(db)
             raise
         if not has_schema or version > len(MIGRATIONS):
-            await _close_quietly(db)
+            await close_quietly(db)
             why = ("is not a provider-fallback state file" if not has_schema else
                    f"was written by a newer provider-fallback (schema version {version}); upgrade")
             raise StoreError(why, path=where)
@@ -280,7 +191,7 @@ class Store:
                     await db.execute(statement)
                 await db.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
             # A real write, so a read-only file fails here, at open, not at the first flush.
-            await db.execute(_UPSERT_META, ("store.opened_at", repr(time.time())))
+            await db.execute(UPSERT_META, ("store.opened_at", repr(time.time())))
             rows = await db.execute_fetchall("SELECT name, data FROM provider_metrics")
         for name, m in _decode_rows(rows, _metrics_decoder, "provider metrics").items():
             self._baselines[name] = (m.requests_total, m.requests_success, m.requests_failed)
@@ -386,7 +297,7 @@ class Store:
                     self._closed = True  # no await since the check above: nothing is left behind
                     self._wake.set()
                     self._committed.set()
-                    await _close_quietly(self._db)
+                    await close_quietly(self._db)
 
     async def prune(self, *, now: float | None = None) -> int:
         """Delete events and rollups older than retention_days (buffered ones too); count the events."""
@@ -414,16 +325,16 @@ class Store:
         try:
             async with self._transaction() as db:
                 # map(): messages are encoded lazily, on aiosqlite's worker thread.
-                await db.executemany(_INSERT_EVENT, map(_event_row, events))
+                await db.executemany(INSERT_EVENT, map(event_row, events))
                 await db.executemany(
-                    _UPSERT_STATE.format("provider_state"),
+                    UPSERT_STATE.format("provider_state"),
                     [(n, _encoder.encode(v), t) for n, (v, t) in providers.items()],
                 )
                 await db.executemany(
-                    _UPSERT_STATE.format("provider_metrics"),
+                    UPSERT_STATE.format("provider_metrics"),
                     [(n, _encoder.encode(m), t) for n, (m, t) in metrics.items()],
                 )
-                await db.executemany(_UPSERT_ROLLUP, [(*k, *c) for k, c in rollups.items()])
+                await db.executemany(UPSERT_ROLLUP, [(*k, *c) for k, c in rollups.items()])
         except BaseException:
             self._events[:0] = events
             self._providers = providers | self._providers
@@ -439,7 +350,7 @@ class Store:
     @contextlib.asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         """One write transaction (the caller holds the lock); sqlite3 errors become StoreError."""
-        with _translated(self._path, self._busy_timeout_s):
+        with translated(self._path, self._busy_timeout_s):
             await self._db.execute("BEGIN IMMEDIATE")
             try:
                 yield self._db
@@ -462,7 +373,7 @@ class Store:
         await self.flush()
         async with self._lock:
             self._check_open()
-            with _translated(self._path, self._busy_timeout_s):
+            with translated(self._path, self._busy_timeout_s):
                 return list(await self._db.execute_fetchall(sql, params))
 
     async def load_providers(self) -> dict[str, ProviderView]:
@@ -545,7 +456,7 @@ class Store:
             async with self._lock:
                 self._check_open()
                 async with self._transaction() as db:
-                    await db.execute(_UPSERT_META, (key, value))
+                    await db.execute(UPSERT_META, (key, value))
 
     async def get_meta(self, key: str) -> str | None:
         """The value stored under ``key``, if any."""
