@@ -13,6 +13,7 @@ the logged message stays pure data.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from abc import ABC, abstractmethod
 from collections import deque
@@ -24,7 +25,7 @@ import anyio
 from anyio.abc import TaskStatus
 from anyio.streams.memory import MemoryObjectSendStream
 
-from .clock import Clock
+from .clock import Clock, SystemClock
 from .errors import SupervisorClosedError
 from .messages import Message, Tick
 
@@ -41,16 +42,24 @@ class Inbox:
     through the event loop once before looking at its buffer, which costs
     every actor a loop iteration per message on the request path. This takes
     a waiting item at once and only parks the receiver when it is empty.
+    The receiver parks on a bare future (an ``anyio.Event`` costs several
+    times more to make, wait on and set, once per message when traffic is
+    sequential); anyio cancels a task parked on it like on any other await.
+
+    ``skip``, when set, is asked about each message the bus would deliver
+    while the inbox is empty: True means handling it now would change
+    nothing, so the receiver is not woken for it (see :meth:`Actor.ignores`).
     """
 
-    __slots__ = ("_closed", "_items", "_ready", "_size", "_space")
+    __slots__ = ("_closed", "_items", "_ready", "_size", "_space", "skip")
 
     def __init__(self, size: int) -> None:
         self._items: deque[Message | Envelope] = deque()
         self._size = size
-        self._ready: anyio.Event | None = None
-        self._space: anyio.Event | None = None
+        self._ready: asyncio.Future[None] | None = None
+        self._space: anyio.Event | None = None  # senders share it: an Event, not one future
         self._closed = False
+        self.skip: Callable[[Message], bool] | None = None
 
     def send_nowait(self, item: Message | Envelope) -> None:
         if self._closed:
@@ -58,9 +67,15 @@ class Inbox:
         if len(self._items) >= self._size:
             raise anyio.WouldBlock
         self._items.append(item)
-        if self._ready is not None:
-            self._ready.set()
+        self.poke()
+
+    def poke(self) -> None:
+        """Wake the receiver parked in :meth:`wait` (a timer does this at a deadline)."""
+        ready = self._ready
+        if ready is not None:
             self._ready = None
+            if not ready.done():
+                ready.set_result(None)
 
     async def send(self, item: Message | Envelope) -> None:
         while True:
@@ -81,13 +96,20 @@ class Inbox:
             self._space = None
         return item
 
+    async def wait(self) -> None:
+        """Return when an item is waiting, the inbox is closed, or :meth:`poke` was called."""
+        if self._items or self._closed:
+            return
+        ready = self._ready
+        if ready is None or ready.done():  # done: its waiter was cancelled
+            ready = self._ready = asyncio.get_running_loop().create_future()
+        await ready
+
     async def receive(self) -> Message | Envelope:
         while not self._items:
             if self._closed:
                 raise anyio.EndOfStream
-            if self._ready is None:
-                self._ready = anyio.Event()
-            await self._ready.wait()
+            await self.wait()
         return self.receive_nowait()
 
     def __len__(self) -> int:
@@ -95,9 +117,9 @@ class Inbox:
 
     def close(self) -> None:
         self._closed = True
-        for event in (self._ready, self._space):
-            if event is not None:
-                event.set()
+        self.poke()
+        if self._space is not None:
+            self._space.set()
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,7 +137,8 @@ Sink = Callable[[Message], None]
 class Bus:
     """Delivers each published message to the inboxes subscribed to its type.
 
-    Every logged message also goes to ``log_sink`` (the store's event log).
+    Every logged message also goes to ``log_sink`` (the store's event log),
+    including one an idle actor skips (:meth:`Actor.ignores`).
     ``tell`` never waits (the request path uses it); ``publish`` waits for room
     in a full inbox (actors use it, so a slow actor slows its producers rather
     than losing a decision).
@@ -145,6 +168,8 @@ class Bus:
         """Deliver without waiting; a full inbox drops the copy for it (counted, logged)."""
         self._record(message)
         for inbox in self._routes.get(type(message), ()):
+            if inbox.skip is not None and not inbox and inbox.skip(message):
+                continue
             try:
                 inbox.send_nowait(message)
             except anyio.WouldBlock:
@@ -158,6 +183,8 @@ class Bus:
         """Deliver, waiting for room in full inboxes."""
         self._record(message)
         for inbox in self._routes.get(type(message), ()):
+            if inbox.skip is not None and not inbox and inbox.skip(message):
+                continue
             try:
                 await inbox.send(message)
             except (anyio.ClosedResourceError, anyio.BrokenResourceError):
@@ -179,6 +206,10 @@ class Actor(ABC):
         self.handled = 0
         #: The message being handled when ``handle`` last raised (the supervisor logs it).
         self.lost: Message | None = None
+        self._alarm: asyncio.TimerHandle | None = None
+        self._alarm_at: float | None = None
+        if type(self).ignores is not Actor.ignores:
+            self.inbox.skip = self._skips
         bus.subscribe(self.accepts, self.inbox)
 
     # -- to override ------------------------------------------------------
@@ -189,6 +220,18 @@ class Actor(ABC):
     def next_deadline(self) -> float | None:
         """When this actor next wants a :class:`Tick` (None: never)."""
         return None
+
+    def ignores(self, message: Message) -> bool:
+        """True when ``handle(message)`` would change nothing and return nothing now.
+
+        The bus asks only while the inbox is empty (so the state this reads is
+        the state ``handle`` would see) and then does not wake the actor for
+        the message; it is still logged. Read state only; never decide here.
+        """
+        return False
+
+    def _skips(self, message: Message) -> bool:
+        return self._crash_next is None and self.ignores(message)
 
     async def emit(self, messages: list[Message]) -> None:
         """Publish what ``handle`` returned (an actor with I/O overrides this)."""
@@ -215,49 +258,80 @@ class Actor(ABC):
     async def run(self, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
         """Receive, decide, publish, until cancelled. Exceptions escape to the supervisor."""
         task_status.started()
+        inbox, clock = self.inbox, self.clock
         burst = 0
-        while True:
-            item: Message | Envelope | None = None
-            deadline = self.next_deadline()
-            if deadline is not None and deadline <= self.clock.now():
-                pass  # a timer is due: Tick first
-            elif burst < 64:
-                # Take what is already queued without a trip through the event
-                # loop; yield every 64 so a backlog can't starve other tasks.
-                try:
-                    item = self.inbox.receive_nowait()
-                    burst += 1
-                except anyio.WouldBlock:
-                    item = None
-            if item is None and (deadline is None or deadline > self.clock.now()):
-                if burst >= 64:
+        try:
+            while True:
+                deadline = self.next_deadline()
+                if deadline is not None and deadline <= clock.now():
+                    now = clock.now()  # a timer is due: Tick first
+                    await self.emit(self._dispatch(Tick(at=now), now))
+                    continue
+                if burst < 64:
+                    # Take what is already queued without a trip through the event
+                    # loop; yield every 64 so a backlog can't starve other tasks.
+                    try:
+                        item = inbox.receive_nowait()
+                    except anyio.WouldBlock:
+                        pass
+                    else:
+                        burst += 1
+                        await self._deliver(item)
+                        continue
+                else:
                     await anyio.lowlevel.checkpoint()  # a long backlog still lets others run
                 burst = 0
-                if deadline is None:
-                    item = await self.inbox.receive()
-                else:
-                    with self.clock.deadline_scope(deadline):
-                        item = await self.inbox.receive()
-            # A decision is dated by the fact that caused it, not by when this
-            # actor got round to it: the same inputs give the same decisions
-            # however busy the loop was, which is what makes replay exact.
-            if item is None:
-                # A timer is dated by its deadline, unless the loop was stalled
-                # (a suspended machine): then by now, so ticks don't cascade.
-                now = self.clock.now()
-                if deadline is not None and now - deadline < _LATE_S:
-                    now = deadline
-                await self.emit(self._dispatch(Tick(at=now), now))
-            elif isinstance(item, Envelope):
-                try:
-                    out = self._dispatch(item.message, item.message.at)
-                except Exception as exc:
-                    item.reply_to.send_nowait(exc)
-                    raise
+                await self._wait(deadline)
+        finally:
+            self._set_alarm(None)
+
+    async def _deliver(self, item: Message | Envelope) -> None:
+        # A decision is dated by the fact that caused it, not by when this
+        # actor got round to it: the same inputs give the same decisions
+        # however busy the loop was, which is what makes replay exact.
+        if isinstance(item, Envelope):
+            try:
+                out = self._dispatch(item.message, item.message.at)
+            except Exception as exc:
+                item.reply_to.send_nowait(exc)
+                raise
+            if out:
                 await self.emit(out)
-                item.reply_to.send_nowait(out)
-            else:
-                await self.emit(self._dispatch(item, item.at))
+            item.reply_to.send_nowait(out)
+        else:
+            out = self._dispatch(item, item.at)
+            if out:
+                await self.emit(out)
+
+    async def _wait(self, deadline: float | None) -> None:
+        """Park until the inbox has an item or ``deadline`` (a clock time) comes."""
+        if deadline is None:
+            self._set_alarm(None)
+            await self.inbox.wait()
+        elif isinstance(self.clock, SystemClock):
+            # A cancel scope with a deadline per wait costs a timer and the
+            # scope's bookkeeping per message; one loop timer that pokes the
+            # inbox is armed once per deadline instead.
+            self._set_alarm(deadline)
+            await self.inbox.wait()
+        else:  # a virtual clock fires its own timers
+            with self.clock.deadline_scope(deadline):
+                await self.inbox.wait()
+
+    def _set_alarm(self, deadline: float | None) -> None:
+        if deadline == self._alarm_at:
+            return
+        if self._alarm is not None:
+            self._alarm.cancel()
+            self._alarm = None
+        self._alarm_at = deadline
+        if deadline is not None:
+            loop = asyncio.get_running_loop()
+            self._alarm = loop.call_at(loop.time() + (deadline - self.clock.now()), self._ring)
+
+    def _ring(self) -> None:
+        self._alarm = self._alarm_at = None  # the next wait re-arms it if the deadline still stands
+        self.inbox.poke()
 
     async def ask(self, message: Message, *, wait_s: float = 10.0) -> list[Message]:
         """Send ``message`` and wait for the messages ``handle`` returned."""
