@@ -593,7 +593,7 @@ async def test_secrets_never_show(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         await anyio.wait_all_tasks_blocked()
         views = [(await s.get(path))[2] for path in ("/status", "/metrics", "/events?limit=1000", "/readyz")]
     assert a.requests[0].headers["Authorization"] == "Bearer sk-aaa-very-secret"  # the key was used
-    stored = b"".join([await anyio.Path(p).read_bytes() for p in tmp_path.glob("state.db*")])
+    stored = b"".join([await anyio.Path(p).read_bytes() async for p in anyio.Path(tmp_path).glob("state.db*")])
     assert b"attempt_failed" in stored  # the event log was written, so the check below means something
     for secret in secrets.values():
         for view in views:

@@ -12,8 +12,18 @@ import anyio
 import pytest
 
 from actors.testing import FakeUpstream, error, ok
-from tests.test_run import RUN, Output, _cli, _complete, _env, _fake_config, _free_port, _status_when, \
-    _wait_ready, serve_async
+from tests.test_run import (
+    RUN,
+    Output,
+    _cli,
+    _complete,
+    _env,
+    _fake_config,
+    _free_port,
+    _status_when,
+    _wait_ready,
+    serve_async,
+)
 
 INCIDENTS = Path(__file__).parent / "incidents"
 
