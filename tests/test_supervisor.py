@@ -11,7 +11,7 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import VirtualClock
+from actors.clock import SystemClock, VirtualClock
 from actors.config import Config, parse_config
 from actors.errors import (
     AllProvidersFailedError,
@@ -168,6 +168,28 @@ async def test_timeout_falls_back(tmp_path: Path) -> None:
             await clock.advance(31)
         assert replies[0].provider == "b"
         assert replies[0].attempt_log[0].category == "timeout"
+
+
+async def test_caller_cancelling_a_hanging_attempt_is_not_taken_for_a_timeout(tmp_path: Path) -> None:
+    """On the system clock, a caller giving up mid-attempt cancels the request: no fallback, no penalty."""
+    async with FakeUpstream("a") as a, FakeUpstream("b") as b:
+        a.script(hang())
+        async with Supervisor(make_config(tmp_path, a, b), clock=SystemClock()) as sup:
+            outcome: list[str] = []
+            async with anyio.create_task_group() as tg:
+                async def call() -> None:
+                    with anyio.CancelScope() as scope:
+                        scopes.append(scope)
+                        await sup.chat(HI)
+                        outcome.append("answered")
+                    outcome.append("cancelled" if scope.cancelled_caught else "left")
+                scopes: list[anyio.CancelScope] = []
+                tg.start_soon(call)
+                await a.wait_hanging()
+                scopes[0].cancel()
+            assert outcome == ["cancelled"]
+            assert b.requests == []  # the cancel was not mistaken for a's timeout
+            assert sup.status()["providers"]["a"]["state"] == "healthy"
 
 
 async def test_all_failing_lists_every_attempt(tmp_path: Path) -> None:
