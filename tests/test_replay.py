@@ -13,7 +13,7 @@ from actors.clock import VirtualClock
 from actors.config import Config
 from actors.errors import EventLogError
 from actors.eventlog import EventLog, export_events, read_log, replay_config
-from actors.messages import ProviderStateChanged, encode_message
+from actors.messages import AttemptFailed, ProviderStateChanged, encode_message
 from actors.replay import replay
 from actors.supervisor import Supervisor
 from actors.testing import FakeUpstream, error
@@ -75,7 +75,7 @@ def test_429_storm_cools_down_for_retry_after() -> None:
     assert result.matches
     assert cooldowns(log)[0] == 30  # Retry-After, not the 60 s default
     # Eight requests met the 429 at once: each was classified, none reached litellm after the cooldown began.
-    failed = [m for m in log.messages if type(m).__name__ == "AttemptFailed" and m.provider == "litellm"]
+    failed = [m for m in log.messages if isinstance(m, AttemptFailed) and m.provider == "litellm"]
     assert len(failed) == 8
     assert result.final_state["litellm"] == "healthy"
 

@@ -46,6 +46,9 @@ async def test_a_live_services_log_exports_and_replays_exactly(tmp_path: Path) -
                     tg.start_soon(_complete, http, url)
             await _status_when(http, url, "primary", "cooldown")
             await http.post(f"{url}/admin/providers/backup/disable")  # refused: no admin token
+            # The log is written in batches: /events flushes it, so the kill below loses nothing
+            # this test looks for (what a kill -9 can lose is at most one flush interval).
+            await (await http.get(f"{url}/events?limit=1")).read()
             process.kill()  # the log survives kill -9 (whatever was committed)
         assert process.returncode == -signal.SIGKILL
     log = tmp_path / "incident.jsonl"
