@@ -108,6 +108,7 @@ class RoutingConfig(_Section, frozen=True, kw_only=True):
     server_error_retries: Annotated[int, msgspec.Meta(ge=0)] = 1
     rate_limit_max_wait_s: NonNegative = 10
     stream_idle_timeout_s: Positive = 30
+    last_resort: bool = True
     cooldown_s: CooldownConfig = CooldownConfig()
 
 

@@ -68,6 +68,16 @@ def _verdict(
     )
 
 
+#: Categories of failure that may pass by themselves: a provider down for one of
+#: these is still worth a last-resort try when nothing else can answer.
+#: Not here: auth_failure, quota_exhausted, model_not_found and client_error
+#: (the same request fails again) and rate_limit (the provider asked us to wait).
+TRANSIENT_CATEGORIES: frozenset[str] = frozenset({
+    "connection_error", "timeout", "bad_response", "stream_interrupted", "unknown",
+    "server_error", "service_unavailable",
+})
+
+
 def _is_context_error(failure: AttemptFailed | HealthChecked) -> bool:
     code = failure.code if isinstance(failure, AttemptFailed) else None
     if code and "context" in code:

@@ -123,6 +123,8 @@ class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeede
     request_id: str
     latency_ms: float
     stream: bool = False
+    #: Sent although routing had the provider down, because nothing else could answer.
+    last_resort: bool = False
 
 
 class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
@@ -139,6 +141,7 @@ class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
     retry_after_s: float | None = None
     attempt: int = 1
     stream: bool = False
+    last_resort: bool = False
 
 
 class HealthChecked(Message, frozen=True, kw_only=True, tag="health_checked"):

@@ -216,7 +216,7 @@ class PrioritySelector(Actor):
         Most answered requests find their provider healthy with no failures:
         the bus then need not wake this actor for them (they are still logged).
         """
-        if type(message) is not AttemptSucceeded:
+        if type(message) is not AttemptSucceeded or message.last_resort:
             return False
         rec = self._records.get(message.provider)
         return rec is None or rec.state not in USABLE_STATES or (
@@ -234,6 +234,11 @@ class PrioritySelector(Actor):
                 if rec.state in USABLE_STATES:
                     rec.failure_count = 0
                     self._move(rec, "healthy", "request_succeeded", now, out)
+                elif message.last_resort and rec.state in DOWN_STATES:
+                    # Tried because nothing else could answer, and it answered:
+                    # the evidence a probe would have brought, so it is back.
+                    rec.failure_count = 0
+                    self._move(rec, "healthy", "last_resort_succeeded", now, out)
             case ErrorClassified(penalize=True) if rec.state in USABLE_STATES | DOWN_STATES:
                 self._on_failure(rec, message, now, out, probe=False)
             case ErrorClassified():

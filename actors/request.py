@@ -7,10 +7,15 @@ ErrorClassifier actor applies. Budgets: a per-attempt timeout (the
 provider's ``timeout_s``), one end-to-end ``request_deadline_s``, and
 ``max_attempts`` tries, retries included.
 
-When every candidate is out of routing it does not fail at once: it waits
-for the routing snapshot to bring one back (a finished cooldown and a
-successful probe: no user request is used as a probe) as long as the
-soonest recovery falls inside the deadline.
+When every candidate is out of routing it does not fail at once. First, with
+``routing.last_resort`` on (the default), it tries a provider that is down
+after a transient fault (5xx, timeout, connection, garbage) and that this
+request has not tried yet, the one whose cooldown ends first: failing for
+sure is worse than trying. A provider down for a reason that will not pass
+by itself (401/403, 404, quota) or that asked to be left alone (429) is not
+tried. Otherwise it waits for the routing snapshot to bring one back (a
+finished cooldown and a successful probe) as long as the soonest recovery
+falls inside the deadline. No user request is sent to test a provider.
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ import msgspec
 from .actor import Bus
 from .clock import Clock, SystemClock
 from .config import Config, ProviderConfig
-from .error_classifier import classify
+from .error_classifier import TRANSIENT_CATEGORIES, classify
 from .errors import (
     AllProvidersFailedError,
     Attempt,
@@ -118,8 +123,10 @@ class ChatStream:
         stack: AsyncExitStack,
         attempt_log: list[Attempt],
         started: float,
+        last_resort: bool = False,
     ) -> None:
         self._path = path
+        self.last_resort = last_resort
         self.provider = provider
         self.model = model
         self.request_id = request_id
@@ -159,7 +166,8 @@ class ChatStream:
             path = self._path
             path.bus.tell(AttemptSucceeded(at=path.clock.now(), provider=self.provider,
                                            model=self.model, request_id=self.request_id,
-                                           latency_ms=round(self._ttfb_ms, 3), stream=True))
+                                           latency_ms=round(self._ttfb_ms, 3), stream=True,
+                                           last_resort=self.last_resort))
         await self._stack.aclose()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -187,7 +195,8 @@ class ChatStream:
             if failure is not None:
                 self._reported = True
                 attempt = path.report_failure(
-                    self.provider, self.model, self.request_id, failure, 1, self._started, stream=True
+                    self.provider, self.model, self.request_id, failure, 1, self._started, stream=True,
+                    last_resort=self.last_resort,
                 )[0]
                 await self.aclose()
                 raise StreamInterruptedError(self.provider, self.partial_text, attempt, self.attempts)
@@ -280,31 +289,41 @@ class RequestPath:
     # -- choosing -----------------------------------------------------------
     def _choose(
         self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], now: float
-    ) -> tuple[str | None, float]:
-        """The best usable provider now, or None and when one may come back."""
+    ) -> tuple[str | None, float, str | None]:
+        """The best usable provider now, or None, when one may come back, and a last resort."""
         soonest = math.inf
+        spare: tuple[float, str] | None = None
+        last_resort = self.config.routing.last_resort
         for view in self._snapshot().providers:
             if view.name not in serving:
                 continue
             until = blocked.get(view.name, 0.0)
             if view.state in USABLE_STATES:
                 if until <= now:
-                    return view.name, now
+                    return view.name, now, None
                 soonest = min(soonest, until)
             elif view.state in DOWN_STATES:
-                soonest = min(soonest, max(view.cooldown_until or now, until, now))
-        return None, soonest
+                back = view.cooldown_until or now
+                soonest = min(soonest, max(back, until, now))
+                if (last_resort and view.name not in blocked and view.last_error is not None
+                        and view.last_error.category in TRANSIENT_CATEGORIES
+                        and (spare is None or back < spare[0])):
+                    spare = (back, view.name)
+        return None, soonest, spare[1] if spare is not None else None
 
     async def _pick(
         self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], deadline: float
-    ) -> str | None:
+    ) -> tuple[str | None, bool]:
+        """The provider to try next and whether it is a last resort (None: nothing can answer)."""
         while True:
             now = self.clock.now()
-            name, soonest = self._choose(serving, blocked, now)
+            name, soonest, spare = self._choose(serving, blocked, now)
             if name is not None:
-                return name
+                return name, False
+            if spare is not None:
+                return spare, True
             if soonest > deadline:
-                return None
+                return None, False
             # Wait for routing to bring one back (cooldown over and probe passed),
             # or for a provider this request set aside to be worth a new try.
             wake = min(deadline, max(soonest, now)) if soonest > now else deadline
@@ -312,7 +331,7 @@ class RequestPath:
             with self.clock.deadline_scope(wake):
                 await changed.wait()
             if self.clock.now() >= deadline:
-                return None
+                return None, False
 
     # -- reporting ----------------------------------------------------------
     def report_failure(
@@ -325,6 +344,7 @@ class RequestPath:
         started: float,
         *,
         stream: bool = False,
+        last_resort: bool = False,
     ) -> tuple[Attempt, AttemptFailed, str, float]:
         """Tell the bus; return the attempt record, the message, the action and cooldown."""
         latency = (time.perf_counter() - started) * 1000.0
@@ -341,6 +361,7 @@ class RequestPath:
             retry_after_s=failure.retry_after_s,
             attempt=tries,
             stream=stream,
+            last_resort=last_resort,
         )
         self.bus.tell(msg)
         verdict = classify(msg, self.config.routing)
@@ -376,7 +397,8 @@ class RequestPath:
                 continue
             latency = (time.perf_counter() - started) * 1000.0
             self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=name, model=model,
-                                           request_id=plan.request_id, latency_ms=round(latency, 3)))
+                                           request_id=plan.request_id, latency_ms=round(latency, 3),
+                                           last_resort=name in plan.last_resort))
             return ChatReply(provider=name, model=model, raw=raw, attempt_log=plan.log,
                              latency_ms=latency)
 
@@ -404,7 +426,7 @@ class RequestPath:
             if failure is None and first is not None:
                 stream = ChatStream(self, provider=name, model=model, request_id=plan.request_id,
                                     first=first, chunks=chunks, stack=stack, attempt_log=plan.log,
-                                    started=started)
+                                    started=started, last_resort=name in plan.last_resort)
                 try:
                     stream.collect(first)
                 except UpstreamFailure as exc:
@@ -430,13 +452,20 @@ class _Plan:
         self._tries: dict[str, int] = {}
         self._retry: str | None = None
         self._fallback_from: tuple[str, str, str] | None = None
+        #: Providers this request tried although routing had them down (see the module doc).
+        self.last_resort: set[str] = set()
 
     async def next(self) -> tuple[str, ProviderConfig, float, float]:
         """The next provider to try: (name, config, attempt deadline, perf start)."""
         path, routing = self.path, self.path.config.routing
         name: str | None = None
         if len(self.log) < routing.max_attempts:
-            name = self._retry or await path._pick(self.serving, self._blocked, self.deadline)
+            if self._retry is not None:
+                name = self._retry
+            else:
+                name, spare = await path._pick(self.serving, self._blocked, self.deadline)
+                if name is not None and spare:
+                    self.last_resort.add(name)
         self._retry = None
         if self._fallback_from is not None:
             origin, category, reason = self._fallback_from
@@ -455,7 +484,7 @@ class _Plan:
         """Record a failure and decide: retry, set the provider aside, or give up."""
         attempt, msg, action, cooldown = self.path.report_failure(
             name, self.model, self.request_id, failure, self._tries[name], started,
-            stream=self.stream,
+            stream=self.stream, last_resort=name in self.last_resort,
         )
         self.log.append(attempt)
         if action == "return":

@@ -228,8 +228,8 @@ async def test_waits_for_the_first_provider_to_recover(tmp_path: Path) -> None:
 
 
 async def test_gives_up_when_recovery_is_past_the_deadline(tmp_path: Path) -> None:
-    """If the soonest recovery is past the deadline, the request fails at once."""
-    async with running(tmp_path, "a", request_deadline_s=10) as (sup, _, (a,)):
+    """As a strict breaker (no last resort), past-deadline recovery fails the request untried."""
+    async with running(tmp_path, "a", request_deadline_s=10, last_resort=False) as (sup, _, (a,)):
         a.script(error(503))
         with pytest.raises(AllProvidersFailedError):
             await sup.chat(HI)
@@ -237,6 +237,65 @@ async def test_gives_up_when_recovery_is_past_the_deadline(tmp_path: Path) -> No
         with pytest.raises(AllProvidersFailedError, match="a is cooldown"):
             await sup.chat(HI)
         assert a.completions == 1
+
+
+async def test_last_resort_tries_a_provider_down_after_a_transient_fault(tmp_path: Path) -> None:
+    """Everything down after a 503: the next request still tries it, and its answer restores it."""
+    async with running(tmp_path, "a") as (sup, _, (a,)):
+        a.script(error(503))
+        with pytest.raises(AllProvidersFailedError):
+            await sup.chat(HI)
+        await sup.wait_for_state("a", "cooldown")
+        reply = await sup.chat(HI)  # a has healed; failing without asking would have been wrong
+        assert (reply.provider, reply.attempts) == ("a", 1)
+        await sup.wait_for_state("a", "healthy")
+        view = sup.status()["providers"]["a"]
+        assert view["cooldown_until"] is None
+        assert a.completions == 2
+
+
+async def test_last_resort_failing_keeps_the_provider_down_without_growing_its_cooldown(
+        tmp_path: Path) -> None:
+    """Last resorts go soonest-recovery first, once each; failing again does not grow a cooldown."""
+    async with running(tmp_path, "a", "b") as (sup, clock, (a, b)):
+        a.script(*[error(503)] * 2)  # service_unavailable: 600 s
+        b.script(*[error(500)] * 4)  # server_error: 300 s, so b comes back first
+        with pytest.raises(AllProvidersFailedError):
+            await sup.chat(HI)
+        await sup.wait_for_state("a", "cooldown")
+        await sup.wait_for_state("b", "cooldown")
+        before = sup.status()["providers"]
+        await clock.advance(10)
+        with pytest.raises(AllProvidersFailedError) as caught:
+            await sup.chat(HI)
+        assert [(t.provider, t.category) for t in caught.value.attempts] == [
+            ("b", "server_error"), ("b", "server_error"), ("a", "service_unavailable")]
+        await settle()
+        after = sup.status()["providers"]
+        for name in ("a", "b"):
+            assert after[name]["state"] in ("cooldown", "unhealthy")
+            assert after[name]["cooldown_level"] == before[name]["cooldown_level"]
+            assert after[name]["cooldown_until"] > before[name]["cooldown_until"]  # extended, not grown
+        assert (a.completions, b.completions) == (2, 4)
+
+
+@pytest.mark.parametrize(("fault", "category"), [
+    (error(401), "auth_failure"),
+    (error(429, retry_after=900), "rate_limit"),
+    (error(404, code="model_not_found"), "model_not_found"),
+])
+async def test_last_resort_leaves_alone_what_will_not_pass_by_itself(
+        tmp_path: Path, fault: Any, category: str) -> None:
+    """A bad key, a missing model or a 429 is not retried as a last resort: the request fails untried."""
+    async with running(tmp_path, "a") as (sup, _, (a,)):
+        a.script(fault)
+        with pytest.raises(AllProvidersFailedError):
+            await sup.chat(HI)
+        await sup.wait_for_state("a", "cooldown")
+        with pytest.raises(AllProvidersFailedError, match="a is cooldown"):
+            await sup.chat(HI)
+        assert a.completions == 1
+        assert sup.status()["providers"]["a"]["last_error"]["category"] == category
 
 
 async def test_unconfigured_provider_is_never_called(tmp_path: Path) -> None:
