@@ -71,7 +71,8 @@ def _verdict(
 #: Categories of failure that may pass by themselves: a provider down for one of
 #: these is still worth a last-resort try when nothing else can answer.
 #: Not here: auth_failure, quota_exhausted, model_not_found and client_error
-#: (the same request fails again) and rate_limit (the provider asked us to wait).
+#: (the same request fails again) and rate_limit (the provider asked us to wait:
+#: the request path tries it once that wait is over).
 TRANSIENT_CATEGORIES: frozenset[str] = frozenset({
     "connection_error", "timeout", "bad_response", "stream_interrupted", "unknown",
     "server_error", "service_unavailable",

@@ -95,6 +95,8 @@ class LastError(msgspec.Struct, frozen=True, kw_only=True):
     status: int | None
     message: str
     at: float
+    #: A 429's "not before": its Retry-After, else the rate_limit cooldown, from ``at``.
+    retry_at: float | None = None
 
 
 class ProviderView(msgspec.Struct, frozen=True, kw_only=True):

@@ -198,8 +198,12 @@ class PrioritySelector(Actor):
         self, rec: _Record, verdict: ErrorClassified, now: float, out: list[Message], *, probe: bool
     ) -> None:
         rec.failure_count += 1
+        retry_at = None
+        if verdict.category == "rate_limit":
+            retry_at = now + (verdict.retry_after_s or verdict.cooldown_s)
         rec.last_error = LastError(
-            category=verdict.category, status=verdict.status, message=verdict.message, at=now
+            category=verdict.category, status=verdict.status, message=verdict.message, at=now,
+            retry_at=retry_at,
         )
         base = verdict.cooldown_s or self.policy.cooldown_s.server_error
         unhealthy = rec.failure_count >= self.policy.failure_threshold

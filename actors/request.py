@@ -13,7 +13,9 @@ after a transient fault (5xx, timeout, connection, garbage) and that this
 request has not tried yet, the one whose cooldown ends first: failing for
 sure is worse than trying. A provider down for a reason that will not pass
 by itself (401/403, 404, quota) or that asked to be left alone (429) is not
-tried. Otherwise it waits for the routing snapshot to bring one back (a
+tried; one whose 429 asked for a wait is tried once the wait is over, and
+a request waits for that when it is at most ``rate_limit_max_wait_s``.
+Otherwise it waits for the routing snapshot to bring one back (a
 finished cooldown and a successful probe) as long as the soonest recovery
 falls inside the deadline. No user request is sent to test a provider.
 """
@@ -45,7 +47,7 @@ from .errors import (
     UnknownModelError,
     UpstreamRejectedError,
 )
-from .messages import AttemptFailed, AttemptSucceeded, FallbackTriggered, RoutingSnapshot
+from .messages import AttemptFailed, AttemptSucceeded, FallbackTriggered, ProviderView, RoutingSnapshot
 from .priority_selector import DOWN_STATES, USABLE_STATES
 from .providers.base import Adapter, UpstreamFailure
 
@@ -101,6 +103,16 @@ class _Chunk(msgspec.Struct):
 
 
 _chunk_decoder = msgspec.json.Decoder(_Chunk)
+
+
+def _may_pass(view: ProviderView, now: float) -> bool:
+    """Whether a provider that routing has down is still worth a last-resort try."""
+    err = view.last_error
+    if err is None:
+        return False
+    if err.category == "rate_limit":  # worth it once the wait it asked for is over
+        return err.retry_at is not None and err.retry_at <= now
+    return err.category in TRANSIENT_CATEGORIES
 
 
 class ChatStream:
@@ -305,10 +317,14 @@ class RequestPath:
             elif view.state in DOWN_STATES:
                 back = view.cooldown_until or now
                 soonest = min(soonest, max(back, until, now))
-                if (last_resort and view.name not in blocked and view.last_error is not None
-                        and view.last_error.category in TRANSIENT_CATEGORIES
-                        and (spare is None or back < spare[0])):
-                    spare = (back, view.name)
+                if not last_resort or view.name in blocked:
+                    continue
+                if _may_pass(view, now):
+                    if spare is None or back < spare[0]:
+                        spare = (back, view.name)
+                elif (err := view.last_error) is not None and err.retry_at is not None and \
+                        err.retry_at - now <= self.config.routing.rate_limit_max_wait_s:
+                    soonest = min(soonest, err.retry_at)  # a short Retry-After: worth waiting out
         return None, soonest, spare[1] if spare is not None else None
 
     async def _pick(

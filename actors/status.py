@@ -52,7 +52,8 @@ def metrics_view(m: ProviderMetrics) -> dict[str, Any]:
 def _last_error(err: LastError | None) -> dict[str, Any] | None:
     if err is None:
         return None
-    return {"category": err.category, "status": err.status, "message": err.message, "at": iso(err.at)}
+    return {"category": err.category, "status": err.status, "message": err.message, "at": iso(err.at),
+            "retry_at": iso(err.retry_at) if err.retry_at is not None else None}
 
 
 def build_status(

@@ -21,6 +21,7 @@ from actors.errors import (
     UnknownModelError,
     UpstreamRejectedError,
 )
+from actors.status import iso
 from actors.supervisor import Supervisor
 from actors.testing import (
     FakeUpstream,
@@ -277,6 +278,47 @@ async def test_last_resort_failing_keeps_the_provider_down_without_growing_its_c
             assert after[name]["cooldown_level"] == before[name]["cooldown_level"]
             assert after[name]["cooldown_until"] > before[name]["cooldown_until"]  # extended, not grown
         assert (a.completions, b.completions) == (2, 4)
+
+
+async def _down_then_rate_limited(sup: Supervisor, retry_after: float) -> None:
+    """a: a 503 puts it down for 600 s, then the last-resort try meets a 429."""
+    for _ in range(2):
+        with pytest.raises(AllProvidersFailedError):
+            await sup.chat(HI)
+        await settle()
+    error = sup.status()["providers"]["a"]["last_error"]
+    assert error["category"] == "rate_limit"
+    assert error["retry_at"] == iso(1_800_000_000.0 + retry_after)  # Retry-After from the 429 (virtual clock)
+
+
+async def test_last_resort_leaves_a_long_429_alone_until_its_wait_is_over(tmp_path: Path) -> None:
+    """Retry-After longer than rate_limit_max_wait_s: fail untried now, try the provider once it is over."""
+    async with running(tmp_path, "a", rate_limit_max_wait_s=10) as (sup, clock, (a,)):
+        a.script(error(503), error(429, retry_after=30))
+        await _down_then_rate_limited(sup, 30)
+        with pytest.raises(AllProvidersFailedError, match="no attempt was made"):
+            await sup.chat(HI)
+        await clock.advance(31)
+        reply = await sup.chat(HI)
+        assert (reply.provider, a.completions) == ("a", 3)  # no probe: a's cooldown runs 600 s
+        await sup.wait_for_state("a", "healthy")
+
+
+async def test_last_resort_waits_out_a_short_429(tmp_path: Path) -> None:
+    """Retry-After within rate_limit_max_wait_s and nothing else up: the request waits, then tries."""
+    async with running(tmp_path, "a", rate_limit_max_wait_s=10) as (sup, clock, (a,)):
+        a.script(error(503), error(429, retry_after=5))
+        await _down_then_rate_limited(sup, 5)
+        replies = []
+        async with anyio.create_task_group() as tg:
+            async def call() -> None:
+                replies.append(await sup.chat(HI))
+            tg.start_soon(call)
+            await settle()
+            await clock.advance(4)
+            assert (replies, a.completions) == ([], 2)  # still waiting
+            await clock.advance(2)
+        assert (replies[0].provider, a.completions) == ("a", 3)
 
 
 @pytest.mark.parametrize(("fault", "category"), [
