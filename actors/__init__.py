@@ -28,7 +28,7 @@ from .errors import (
     UnknownProviderError,
     UpstreamRejectedError,
 )
-from .request import ChatReply, ChatStream
+from .replies import ChatReply, ChatStream
 from .supervisor import Supervisor
 
 __all__ = (

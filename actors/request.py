@@ -12,9 +12,9 @@ When every candidate is out of routing it does not fail at once. First, with
 after a transient fault (5xx, timeout, connection, garbage) and that this
 request has not tried yet, the one whose cooldown ends first: failing for
 sure is worse than trying. A provider down for a reason that will not pass
-by itself (401/403, 404, quota) or that asked to be left alone (429) is not
-tried; one whose 429 asked for a wait is tried once the wait is over, and
-a request waits for that when it is at most ``rate_limit_max_wait_s``.
+by itself (401/403, 404, quota) is not tried; one whose 429 asked for a
+wait is tried once the wait is over, and a request waits for that when it
+is at most ``rate_limit_max_wait_s``.
 Otherwise it waits for the routing snapshot to bring one back (a
 finished cooldown and a successful probe) as long as the soonest recovery
 falls inside the deadline. No user request is sent to test a provider.
@@ -22,87 +22,32 @@ falls inside the deadline. No user request is sent to test a provider.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 import math
 import secrets
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AsyncExitStack
-from functools import cached_property
-from types import TracebackType
 from typing import Any
 
 import anyio
-import msgspec
 
 from .actor import Bus
-from .clock import Clock, SystemClock
+from .clock import Clock, timeout_scope
 from .config import Config, ProviderConfig
 from .error_classifier import TRANSIENT_CATEGORIES, classify
 from .errors import (
     AllProvidersFailedError,
     Attempt,
-    StreamInterruptedError,
     UnknownModelError,
     UpstreamRejectedError,
 )
 from .messages import AttemptFailed, AttemptSucceeded, FallbackTriggered, ProviderView, RoutingSnapshot
 from .priority_selector import DOWN_STATES, USABLE_STATES
 from .providers.base import Adapter, UpstreamFailure
+from .replies import ChatReply, ChatStream
 
 __all__ = ("ChatReply", "ChatStream", "RequestPath")
-
-_decode_json = msgspec.json.Decoder().decode
-
-
-class ChatReply:
-    """A completed chat: who answered, after how many attempts, and the body."""
-
-    __slots__ = ("__dict__", "attempt_log", "attempts", "latency_ms", "model", "provider", "raw")
-
-    def __init__(
-        self, *, provider: str, model: str, raw: bytes, attempt_log: list[Attempt], latency_ms: float
-    ) -> None:
-        self.provider = provider
-        self.model = model
-        self.raw = raw
-        self.attempt_log = attempt_log
-        self.attempts = len(attempt_log) + 1
-        self.latency_ms = latency_ms
-
-    @cached_property
-    def body(self) -> dict[str, Any]:
-        """The OpenAI-shaped response body."""
-        result: dict[str, Any] = _decode_json(self.raw)
-        return result
-
-    @property
-    def text(self) -> str:
-        """The first choice's message content ('' when there is none)."""
-        try:
-            content = self.body["choices"][0]["message"].get("content")
-        except (KeyError, IndexError, TypeError, AttributeError):
-            return ""
-        return content if isinstance(content, str) else ""
-
-    def __repr__(self) -> str:
-        return f"ChatReply(provider={self.provider!r}, attempts={self.attempts})"
-
-
-class _Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class _ChunkChoice(msgspec.Struct):
-    delta: _Delta | None = None
-
-
-class _Chunk(msgspec.Struct):
-    choices: list[_ChunkChoice] = []
-
-
-_chunk_decoder = msgspec.json.Decoder(_Chunk)
 
 
 def _may_pass(view: ProviderView, now: float) -> bool:
@@ -113,154 +58,6 @@ def _may_pass(view: ProviderView, now: float) -> bool:
     if err.category == "rate_limit":  # worth it once the wait it asked for is over
         return err.retry_at is not None and err.retry_at <= now
     return err.category in TRANSIENT_CATEGORIES
-
-
-class ChatStream:
-    """A stream already answering: its first chunk has arrived from ``provider``.
-
-    Iterate it for each chunk's JSON payload (bytes); use it as an async
-    context manager so the upstream connection is released. A failure from
-    here on raises :class:`StreamInterruptedError` with the partial text.
-    """
-
-    def __init__(
-        self,
-        path: RequestPath,
-        *,
-        provider: str,
-        model: str,
-        request_id: str,
-        first: bytes,
-        chunks: AsyncIterator[bytes],
-        stack: AsyncExitStack,
-        attempt_log: list[Attempt],
-        started: float,
-        last_resort: bool = False,
-    ) -> None:
-        self._path = path
-        self.last_resort = last_resort
-        self.provider = provider
-        self.model = model
-        self.request_id = request_id
-        self._first: bytes | None = first
-        self._chunks = chunks
-        self._stack = stack
-        self.attempt_log = attempt_log
-        self.attempts = len(attempt_log) + 1
-        self._started = started
-        self._ttfb_ms = (time.perf_counter() - started) * 1000.0
-        self._parts: list[str] = []
-        self._reported = False
-
-    @property
-    def partial_text(self) -> str:
-        return "".join(self._parts)
-
-    def collect(self, payload: bytes) -> None:
-        try:
-            chunk = _chunk_decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamFailure("bad_response", "a stream chunk is not valid JSON") from None
-        for choice in chunk.choices[:1]:
-            if choice.delta is not None and choice.delta.content:
-                self._parts.append(choice.delta.content)
-
-    async def __aenter__(self) -> ChatStream:
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.aclose()
-
-    async def aclose(self) -> None:
-        """Release the upstream; a stream that did not fail counts as a success."""
-        if not self._reported:
-            self._reported = True
-            path = self._path
-            path.bus.tell(AttemptSucceeded(at=path.clock.now(), provider=self.provider,
-                                           model=self.model, request_id=self.request_id,
-                                           latency_ms=round(self._ttfb_ms, 3), stream=True,
-                                           last_resort=self.last_resort))
-        await self._stack.aclose()
-
-    def __aiter__(self) -> AsyncIterator[bytes]:
-        return self._iterate()
-
-    async def _iterate(self) -> AsyncIterator[bytes]:
-        path, clock = self._path, self._path.clock
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
-        idle = path.config.routing.stream_idle_timeout_s
-        while True:
-            failure: UpstreamFailure | None = None
-            payload: bytes | None = None
-            with clock.deadline_scope(clock.now() + idle) as scope:
-                try:
-                    payload = await self._chunks.__anext__()
-                    self.collect(payload)
-                except StopAsyncIteration:
-                    pass
-                except UpstreamFailure as exc:
-                    failure = exc
-            if scope.cancelled_caught:
-                failure = UpstreamFailure("stream_stall", f"no chunk for {idle:g} s")
-            if failure is not None:
-                self._reported = True
-                attempt = path.report_failure(
-                    self.provider, self.model, self.request_id, failure, 1, self._started, stream=True,
-                    last_resort=self.last_resort,
-                )[0]
-                await self.aclose()
-                raise StreamInterruptedError(self.provider, self.partial_text, attempt, self.attempts)
-            if payload is None:
-                return
-            yield payload
-
-
-class _LoopDeadline:
-    """One attempt's deadline on the system clock: a loop timer, no cancel scope.
-
-    Entering and leaving an anyio cancel scope with a deadline costs about
-    10 µs (task bookkeeping and a timer), paid by every request; this pays
-    for the timer only. Like ``asyncio.timeout`` it cancels the task and
-    tells its own cancellation from an outer one with ``Task.uncancel``, so
-    an outer cancel scope (shutdown) still wins. Used with :class:`SystemClock`
-    only; any other clock keeps its own ``deadline_scope``.
-    """
-
-    __slots__ = ("_cancelling", "_delay", "_fired", "_handle", "_task", "cancelled_caught")
-
-    def __init__(self, delay: float) -> None:
-        self._delay = delay
-        self._fired = False
-        self.cancelled_caught = False
-
-    def __enter__(self) -> _LoopDeadline:
-        task = asyncio.current_task()
-        assert task is not None
-        self._task = task
-        self._cancelling = task.cancelling()
-        self._handle = task.get_loop().call_later(self._delay, self._expire)
-        return self
-
-    def _expire(self) -> None:
-        self._fired = True
-        self._task.cancel()
-
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> bool:
-        self._handle.cancel()
-        if self._fired and self._task.uncancel() <= self._cancelling and exc_type is asyncio.CancelledError:
-            self.cancelled_caught = True
-            return True
-        return False
-
-
-def _attempt_scope(clock: Clock, deadline: float) -> anyio.CancelScope | _LoopDeadline:
-    """A scope that cancels what it wraps at ``deadline`` (a clock time); check ``cancelled_caught``."""
-    if type(clock) is SystemClock and not math.isinf(deadline):
-        return _LoopDeadline(max(0.0, deadline - clock.now()))
-    return clock.deadline_scope(deadline)
 
 
 class RequestPath:
@@ -401,7 +198,7 @@ class RequestPath:
         while True:
             name, provider, attempt_deadline, started = await plan.next()
             failure: UpstreamFailure | None = None
-            with _attempt_scope(self.clock, attempt_deadline) as scope:
+            with timeout_scope(self.clock, attempt_deadline) as scope:
                 try:
                     raw = await self.adapters[name].complete(body, provider.models[model])
                 except UpstreamFailure as exc:
@@ -426,7 +223,7 @@ class RequestPath:
             failure: UpstreamFailure | None = None
             stack = AsyncExitStack()
             first: bytes | None = None
-            with _attempt_scope(self.clock, attempt_deadline) as scope:
+            with timeout_scope(self.clock, attempt_deadline) as scope:
                 try:
                     chunks = await stack.enter_async_context(
                         self.adapters[name].stream(body, provider.models[model])

@@ -53,7 +53,8 @@ from .metrics_collector import DAY_S, MetricsCollector
 from .priority_selector import PrioritySelector
 from .providers import make_adapter
 from .recovery_manager import RecoveryManager
-from .request import ChatReply, ChatStream, RequestPath
+from .replies import ChatReply, ChatStream
+from .request import RequestPath
 from .status import build_status
 from .store import Store
 from .validation import check_request
