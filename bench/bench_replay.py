@@ -8,7 +8,7 @@
    times ``read_log`` and ``replay`` (exact schedule) and checks it matches.
 2. **Export**: writes ``--export`` events into a real SQLite state file through
    ``Store.append`` (the service's write path), then times
-   ``export_events`` into a file and reports then runs ``run.py events export`` in its own process and reports its
+   ``export_events`` into a file, then runs ``run.py events export`` in its own process and reports its
    peak RSS: memory stays flat however long the log (pages of 20,000 rows).
 
 Loops are bounded by the counts given; nothing touches the network.
