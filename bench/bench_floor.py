@@ -14,14 +14,13 @@ this machine; the gateway cannot add less.
 from __future__ import annotations
 
 import argparse
-import os
 import subprocess
 import sys
 
 import aiohttp
 import anyio
 from aiohttp import web
-from bench_gateway import drive, free_port, pct
+from bench_gateway import compare, free_port, wait_listening
 
 from actors.testing import FakeUpstream
 
@@ -67,31 +66,9 @@ async def main(n: int, concurrency: int) -> None:
             proxy = f"http://127.0.0.1:{port}"
             connector = aiohttp.TCPConnector(limit=concurrency * 2)
             async with aiohttp.ClientSession(connector=connector) as session:
-                for _ in range(200):  # up to 10 s for the proxy to listen
-                    try:
-                        async with session.get(proxy + "/healthz") as r:
-                            if r.status == 200:
-                                break
-                    except aiohttp.ClientError:
-                        await anyio.sleep(0.05)
-                via_url = proxy + "/v1/chat/completions"
-                await drive(session, direct_url, 1000, concurrency)
-                await drive(session, via_url, 1000, concurrency)
-                direct: list[float] = []
-                via: list[float] = []
-                via_time = 0.0
-                for _ in range(4):
-                    d, _t = await drive(session, direct_url, n // 4, concurrency)
-                    v, t = await drive(session, via_url, n // 4, concurrency)
-                    direct += d
-                    via += v
-                    via_time += t
-                print(f"bare aiohttp proxy, concurrency {concurrency}, {len(via)} requests each way (ms)")
-                for q in (50, 99):
-                    print(f"  p{q}: direct {pct(direct, q):7.3f}  proxy {pct(via, q):7.3f}  "
-                          f"added {pct(via, q) - pct(direct, q):7.3f}")
-                print(f"  throughput through the proxy: {len(via) / via_time:,.0f} requests/s "
-                      f"(client, upstream and proxy share {os.cpu_count()} cores)")
+                await wait_listening(session, proxy)
+                await compare(session, direct_url, proxy + "/v1/chat/completions", n, concurrency,
+                              "bare aiohttp proxy, ", "proxy")
         finally:
             proc.terminate()
             proc.wait(timeout=30)

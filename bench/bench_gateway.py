@@ -69,6 +69,39 @@ async def drive(session: aiohttp.ClientSession, url: str, n: int, concurrency: i
     return latencies, time.perf_counter() - start
 
 
+async def wait_listening(session: aiohttp.ClientSession, base: str) -> None:
+    """Up to 10 s for a server in another process to answer /healthz."""
+    for _ in range(200):
+        try:
+            async with session.get(base + "/healthz") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            await anyio.sleep(0.05)
+
+
+async def compare(session: aiohttp.ClientSession, direct_url: str, via_url: str, n: int, concurrency: int,
+                  title: str, middle: str) -> None:
+    """Warm both up, then alternate four rounds direct / via ``middle``; print added latency and throughput."""
+    await drive(session, direct_url, 1000, concurrency)
+    await drive(session, via_url, 1000, concurrency)
+    direct: list[float] = []
+    via: list[float] = []
+    via_time = 0.0
+    for _ in range(4):
+        d, _t = await drive(session, direct_url, n // 4, concurrency)
+        v, t = await drive(session, via_url, n // 4, concurrency)
+        direct += d
+        via += v
+        via_time += t
+    print(f"{title}concurrency {concurrency}, {len(via)} requests each way (ms)")
+    for q in (50, 99):
+        print(f"  p{q}: direct {pct(direct, q):7.3f}  {middle} {pct(via, q):7.3f}  "
+              f"added {pct(via, q) - pct(direct, q):7.3f}")
+    print(f"  throughput through the {middle}: {len(via) / via_time:,.0f} requests/s "
+          f"(client, upstream and {middle} share {os.cpu_count()} cores)")
+
+
 async def main(n: int, concurrency: int, rss: bool) -> None:
     async with FakeUpstream("bench") as fake:
         with tempfile.TemporaryDirectory() as tmp:
@@ -85,32 +118,10 @@ async def main(n: int, concurrency: int, rss: bool) -> None:
                 gateway = f"http://127.0.0.1:{port}"
                 connector = aiohttp.TCPConnector(limit=concurrency * 2)
                 async with aiohttp.ClientSession(connector=connector) as session:
-                    for _ in range(200):  # up to 10 s for the gateway to listen
-                        try:
-                            async with session.get(gateway + "/healthz") as r:
-                                if r.status == 200:
-                                    break
-                        except aiohttp.ClientError:
-                            await anyio.sleep(0.05)
-                    direct_url = fake.base_url + "/chat/completions"
+                    await wait_listening(session, gateway)
                     via_url = gateway + "/v1/chat/completions"
-                    await drive(session, direct_url, 1000, concurrency)
-                    await drive(session, via_url, 1000, concurrency)
-                    direct: list[float] = []
-                    via: list[float] = []
-                    via_time = 0.0
-                    for _ in range(4):
-                        d, _t = await drive(session, direct_url, n // 4, concurrency)
-                        v, t = await drive(session, via_url, n // 4, concurrency)
-                        direct += d
-                        via += v
-                        via_time += t
-                    print(f"concurrency {concurrency}, {len(via)} requests each way (ms)")
-                    for q in (50, 99):
-                        print(f"  p{q}: direct {pct(direct, q):7.3f}  gateway {pct(via, q):7.3f}  "
-                              f"added {pct(via, q) - pct(direct, q):7.3f}")
-                    print(f"  throughput through the gateway: {len(via) / via_time:,.0f} requests/s "
-                          f"(client, upstream and gateway share {os.cpu_count()} cores)")
+                    await compare(session, fake.base_url + "/chat/completions", via_url, n, concurrency,
+                                  "", "gateway")
                     if rss:
                         done = n + 1000
                         for target in (10_000, 50_000, 100_000):
