@@ -32,23 +32,23 @@ import msgspec
 from anyio.abc import TaskStatus
 
 from actors import gateway
-from actors.config import Config, load_config
-from actors.demo import demo_async
-from actors.errors import ConfigError, FallbackError
-from actors.eventlog import export_events, read_log
-from actors.messages import (
+from actors.core.config import Config, load_config
+from actors.core.errors import ConfigError, FallbackError
+from actors.core.messages import (
     FallbackTriggered,
     MetricsSnapshot,
     ProviderRecovered,
-    ProviderState,
     ProviderView,
     RoutingSnapshot,
 )
+from actors.core.states import ProviderState
+from actors.edges.store.store import Store
 from actors.replay import replay
-from actors.status import build_status
-from actors.store import Store
-from actors.summary import compare, render_summary, render_timeline
-from actors.supervisor import Supervisor
+from actors.replay.eventlog import export_events, read_log
+from actors.replay.summary import compare, render_summary, render_timeline
+from actors.runtime.status import build_status
+from actors.runtime.supervisor import Supervisor
+from examples.demo import demo_async
 
 log = logging.getLogger("run")
 

@@ -12,9 +12,9 @@
     assert replay("tests/incidents/groq-429-storm.jsonl").matches
 """
 
-from .clock import Clock, SystemClock, VirtualClock
-from .config import Config, ProviderConfig, Secret, load_config, parse_config
-from .errors import (
+from actors.core.clock import Clock, SystemClock, VirtualClock
+from actors.core.config import Config, ProviderConfig, Secret, load_config, parse_config
+from actors.core.errors import (
     AllProvidersFailedError,
     Attempt,
     ConfigError,
@@ -28,8 +28,8 @@ from .errors import (
     UnknownProviderError,
     UpstreamRejectedError,
 )
-from .replies import ChatReply, ChatStream
-from .supervisor import Supervisor
+from actors.runtime.replies import ChatReply, ChatStream
+from actors.runtime.supervisor import Supervisor
 
 __all__ = (
     "AllProvidersFailedError",

@@ -24,7 +24,7 @@ import anyio
 import msgspec
 
 from actors import Supervisor, parse_config
-from actors.messages import AttemptSucceeded
+from actors.core.messages import AttemptSucceeded
 from actors.testing import FakeUpstream
 
 HI = [{"role": "user", "content": "hi"}]

@@ -29,9 +29,8 @@ import msgspec
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.config import Config, parse_config
-from actors.eventlog import FORMAT, LogHeader, export_events, public_config, read_log
-from actors.messages import (
+from actors.core.config import Config, parse_config
+from actors.core.messages import (
     SCHEMA_VERSION,
     AttemptFailed,
     AttemptSucceeded,
@@ -42,10 +41,12 @@ from actors.messages import (
     SupervisorStarted,
     encode_message,
 )
-from actors.priority_selector import USABLE_STATES
+from actors.core.public_config import public_config
+from actors.core.states import USABLE_STATES
+from actors.edges.store.store import Store
 from actors.replay import replay
-from actors.replay_engine import DECISIONS, Engine
-from actors.store import Store
+from actors.replay.engine import DECISIONS, Engine
+from actors.replay.eventlog import FORMAT, LogHeader, export_events, read_log
 
 START = 1_800_000_000.0
 ROOT = Path(__file__).resolve().parent.parent

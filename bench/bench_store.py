@@ -24,8 +24,8 @@ import anyio.lowlevel
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from actors.messages import AttemptSucceeded
-from actors.store import Store
+from actors.core.messages import AttemptSucceeded
+from actors.edges.store.store import Store
 
 
 async def bench(total: int, batch: int, rate: float) -> None:

@@ -12,10 +12,10 @@ import msgspec
 import pytest
 from aiohttp import web
 
-from actors.clock import SystemClock
-from actors.config import ProviderConfig, Secret
-from actors.providers.anthropic import AnthropicAdapter
-from actors.providers.base import UpstreamFailure
+from actors.core.clock import SystemClock
+from actors.core.config import ProviderConfig, Secret
+from actors.edges.providers.anthropic import AnthropicAdapter
+from actors.edges.providers.base import UpstreamFailure
 
 pytestmark = pytest.mark.anyio
 

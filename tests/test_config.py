@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from actors.config import Config, ProviderConfig, Secret, load_config, parse_config
-from actors.errors import ConfigError
+from actors.core.config import Config, ProviderConfig, Secret, load_config, parse_config
+from actors.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.toml"

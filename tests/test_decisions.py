@@ -2,19 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
-from actors.actor import Actor, Bus
-from actors.clock import VirtualClock
-from actors.config import Config, parse_config
-from actors.error_classifier import classify
-from actors.health_monitor import CheckDue, HealthMonitor
-from actors.messages import (
+from actors.core.clock import VirtualClock
+from actors.core.config import Config, parse_config
+from actors.core.messages import (
     AttemptFailed,
     AttemptSucceeded,
+    CheckDue,
     DisableProvider,
     EnableProvider,
     ErrorClassified,
@@ -27,27 +24,15 @@ from actors.messages import (
     RoutingSnapshot,
     Tick,
 )
-from actors.metrics_collector import MetricsCollector, percentile
-from actors.priority_selector import PrioritySelector
-from actors.recovery_manager import RecoveryManager
-
-A = TypeVar("A", bound=Actor)
+from actors.core.states import Category
+from actors.core.stats import percentile
+from actors.policy.error_classifier import classify
+from actors.policy.health_monitor import HealthMonitor
+from actors.policy.metrics_collector import MetricsCollector
+from actors.policy.priority_selector import PrioritySelector
+from actors.policy.recovery_manager import RecoveryManager
 
 T0 = 1_800_000_000.0
-_made: list[Actor] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_actors() -> Iterator[None]:
-    """Actors own memory streams: close every one a test made."""
-    yield
-    while _made:
-        _made.pop().close()
-
-
-def made(actor: A) -> A:
-    _made.append(actor)
-    return actor
 
 
 def config(**routing: Any) -> Config:
@@ -113,7 +98,7 @@ def test_cooldowns_come_from_config() -> None:
 
 def selector(**routing: Any) -> PrioritySelector:
     cfg = config(**routing)
-    return made(PrioritySelector(cfg.providers, cfg.routing, clock=VirtualClock(T0), bus=Bus()))
+    return PrioritySelector(cfg.providers, cfg.routing, clock=VirtualClock(T0))
 
 
 def fail(sel: PrioritySelector, at: float, status: int | None = 503, **kw: Any) -> list[Message]:
@@ -248,7 +233,7 @@ def test_unconfigured_provider_names_its_variable() -> None:
     """A provider whose key variable is unset is unconfigured, and says which variable."""
     cfg = parse_config({"providers": [{"name": "a", "base_url": "http://x", "models": {"chat": "m"},
                                        "api_key_env": "A_KEY"}]}, env={})
-    sel = made(PrioritySelector(cfg.providers, cfg.routing, clock=VirtualClock(T0), bus=Bus()))
+    sel = PrioritySelector(cfg.providers, cfg.routing, clock=VirtualClock(T0))
     view = sel.snapshot(T0).providers[0]
     assert (view.state, view.detail) == ("unconfigured", "A_KEY is not set")
 
@@ -258,7 +243,7 @@ def test_snapshot_lists_providers_by_priority() -> None:
     cfg = parse_config({"providers": [
         {"name": "low", "base_url": "http://x", "models": {"chat": "m"}, "priority": 5},
         {"name": "high", "base_url": "http://y", "models": {"chat": "m"}, "priority": 1}]}, env={})
-    sel = made(PrioritySelector(cfg.providers, cfg.routing, clock=VirtualClock(T0), bus=Bus()))
+    sel = PrioritySelector(cfg.providers, cfg.routing, clock=VirtualClock(T0))
     assert [v.name for v in sel.snapshot(T0).providers] == ["high", "low"]
 
 
@@ -273,13 +258,12 @@ def test_state_change_publishes_a_snapshot() -> None:
 
 def recovery() -> RecoveryManager:
     sel = selector()
-    return made(RecoveryManager(sel.snapshot(T0).providers, probe_timeout_s=15, clock=VirtualClock(T0),
-                                bus=Bus()))
+    return RecoveryManager(sel.snapshot(T0).providers, probe_timeout_s=15, clock=VirtualClock(T0))
 
 
-def into_cooldown(rec: RecoveryManager, until: float, reason: str = "service_unavailable") -> None:
+def into_cooldown(rec: RecoveryManager, until: float, reason: Category = "service_unavailable") -> None:
     rec.handle(ProviderStateChanged(at=T0, provider="a", old="healthy", new="cooldown", reason=reason,
-                                    cooldown_until=until), T0)
+                                    cooldown_until=until, cause=reason), T0)
 
 
 def test_probe_is_requested_exactly_when_cooldown_ends() -> None:
@@ -346,8 +330,8 @@ def monitor(**health: Any) -> HealthMonitor:
     cfg = parse_config({"health": health, "providers": [
         {"name": "a", "base_url": "http://x", "models": {"chat": "m"}},
         {"name": "u", "base_url": "http://y", "models": {"chat": "m"}, "api_key_env": "NOPE"}]}, env={})
-    return made(HealthMonitor(cfg.providers, cfg.health, states={"a": "healthy", "u": "unconfigured"},
-                              adapters=None, clock=VirtualClock(T0), bus=Bus()))
+    return HealthMonitor(cfg.providers, cfg.health, states={"a": "healthy", "u": "unconfigured"},
+                              clock=VirtualClock(T0))
 
 
 def test_tiers_follow_their_intervals() -> None:
@@ -389,7 +373,7 @@ def test_probe_request_runs_the_probe_tier() -> None:
 
 def test_metrics_count_and_time() -> None:
     """Successes, failures and latencies add up per provider."""
-    mc = made(MetricsCollector(["a"], latency_window=3, clock=VirtualClock(T0), bus=Bus()))
+    mc = MetricsCollector(["a"], latency_window=3, clock=VirtualClock(T0))
     for i, ms in enumerate([10.0, 20.0, 30.0, 40.0]):
         mc.handle(AttemptSucceeded(at=T0 + i, provider="a", model="chat", request_id="r", latency_ms=ms), T0)
     mc.handle(failed(503), T0)
@@ -402,7 +386,7 @@ def test_metrics_count_and_time() -> None:
 
 def test_health_failures_are_not_request_failures() -> None:
     """Verdicts on health checks do not count as failed requests by category."""
-    mc = made(MetricsCollector(["a"], latency_window=3, clock=VirtualClock(T0), bus=Bus()))
+    mc = MetricsCollector(["a"], latency_window=3, clock=VirtualClock(T0))
     verdict = classify(HealthChecked(at=T0, provider="a", tier="full", ok=False, kind="connect"), config().routing)
     assert isinstance(verdict, ErrorClassified)
     mc.handle(verdict, T0)

@@ -23,10 +23,10 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from actors.clock import VirtualClock
-from actors.config import parse_config
+from actors.core.clock import VirtualClock
+from actors.core.config import parse_config
 from actors.gateway import GatewayError, serve
-from actors.supervisor import Supervisor
+from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, cut_stream, error, garbage, hang, ok
 
 pytestmark = pytest.mark.anyio

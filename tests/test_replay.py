@@ -9,13 +9,13 @@ from typing import Any
 import msgspec
 import pytest
 
-from actors.clock import VirtualClock
-from actors.config import Config
-from actors.errors import EventLogError
-from actors.eventlog import EventLog, export_events, read_log, replay_config
-from actors.messages import AttemptFailed, ProviderStateChanged, encode_message
+from actors.core.clock import VirtualClock
+from actors.core.config import Config
+from actors.core.errors import EventLogError
+from actors.core.messages import SCHEMA_VERSION, AttemptFailed, ProviderStateChanged, encode_message
 from actors.replay import replay
-from actors.supervisor import Supervisor
+from actors.replay.eventlog import EventLog, export_events, read_log, replay_config
+from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, error
 from tests.incidents.record import HI, SCENARIOS, incident_config, record
 
@@ -193,7 +193,7 @@ async def test_export_filters_and_keeps_secrets_out(tmp_path: Path) -> None:
     text = whole.read_text()
     assert "sk-recorder-not-a-real-key" not in text
     header = json.loads(text.splitlines()[0])
-    assert header["schema_version"] == 2
+    assert header["schema_version"] == SCHEMA_VERSION
     assert header["configured"] == ["litellm", "kilocode"]
     assert total == len(text.splitlines()) - 1
     # --since reaches back to the start, so the excerpt knows the state it began in.

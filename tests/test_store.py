@@ -17,8 +17,8 @@ import anyio
 import pytest
 from anyio.streams.buffered import BufferedByteReceiveStream
 
-from actors.errors import StoreError
-from actors.messages import (
+from actors.core.errors import StoreError
+from actors.core.messages import (
     ActorRestarted,
     AttemptFailed,
     AttemptSucceeded,
@@ -29,7 +29,7 @@ from actors.messages import (
     RoutingSnapshot,
     Tick,
 )
-from actors.store import MIGRATIONS, MetricRollup, Store
+from actors.edges.store.store import MIGRATIONS, MetricRollup, Store
 
 pytestmark = pytest.mark.anyio
 
@@ -85,7 +85,7 @@ async def test_events_round_trip(store: Store) -> None:
         ok(1.0),
         AttemptFailed(at=2.0, provider="beta", model="chat", request_id="r1", kind="http", status=503),
         FallbackTriggered(
-            at=3.0, request_id="r1", from_provider="beta", to_provider="alpha", category="server"
+            at=3.0, request_id="r1", from_provider="beta", to_provider="alpha", category="server_error"
         ),
         ActorRestarted(at=4.0, actor="HealthMonitor", error="boom", restarts=1),
     ]
@@ -392,8 +392,8 @@ async def test_state_survives_a_kill(tmp_path: Path, db_path: Path) -> None:
 
 _SAVE_THEN_HANG = """
 import sys, anyio
-from actors.messages import ProviderView
-from actors.store import Store
+from actors.core.messages import ProviderView
+from actors.edges.store.store import Store
 
 async def main() -> None:
     store = await Store.open(sys.argv[1], flush_interval_s=3600)
@@ -561,8 +561,8 @@ async def test_foreign_database_raises_store_error(db_path: Path) -> None:
 
 _OPEN_AS_NOBODY = """
 import sys, anyio
-from actors.errors import StoreError
-from actors.store import Store
+from actors.core.errors import StoreError
+from actors.edges.store.store import Store
 async def main() -> None:
     await (await Store.open(sys.argv[1])).close()
 

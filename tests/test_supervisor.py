@@ -11,9 +11,9 @@ from typing import Any
 import anyio
 import pytest
 
-from actors.clock import SystemClock, VirtualClock
-from actors.config import Config, parse_config
-from actors.errors import (
+from actors.core.clock import SystemClock, VirtualClock
+from actors.core.config import Config, parse_config
+from actors.core.errors import (
     AllProvidersFailedError,
     InvalidRequestError,
     StoreError,
@@ -21,8 +21,8 @@ from actors.errors import (
     UnknownModelError,
     UpstreamRejectedError,
 )
-from actors.status import iso
-from actors.supervisor import Supervisor
+from actors.runtime.status import iso
+from actors.runtime.supervisor import Supervisor
 from actors.testing import (
     FakeUpstream,
     context_length_exceeded,

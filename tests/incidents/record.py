@@ -21,11 +21,11 @@ from typing import Any
 
 import anyio
 
-from actors.clock import VirtualClock
-from actors.config import Config, parse_config
-from actors.errors import AllProvidersFailedError
-from actors.eventlog import export_events
-from actors.supervisor import Supervisor
+from actors.core.clock import VirtualClock
+from actors.core.config import Config, parse_config
+from actors.core.errors import AllProvidersFailedError
+from actors.replay.eventlog import export_events
+from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, error, ok
 
 HERE = Path(__file__).resolve().parent

@@ -1,0 +1,350 @@
+"""Every message that crosses a channel.
+
+Messages are frozen, keyword-only msgspec Structs with an explicit, stable
+``type`` tag: the tag is what the event log stores, so renaming a class must
+never change it, and a tag is never reused. New fields get defaults; a field's
+type never changes (msgspec ``docs/schema-evolution.rst``).
+
+Two families:
+
+* **inputs**, facts observed at the edges: :class:`AttemptSucceeded`,
+  :class:`AttemptFailed`, :class:`HealthChecked`, :class:`FallbackTriggered`,
+  the admin commands :class:`DisableProvider` / :class:`EnableProvider`, and
+  :class:`SupervisorStarted` (the provider state a start began from);
+* **decisions**, what the actors conclude from them:
+  :class:`ErrorClassified`, :class:`ProviderStateChanged`,
+  :class:`ProbeRequested`, :class:`RestoreProvider`,
+  :class:`ProviderRecovered`.
+
+:class:`RoutingSnapshot` and :class:`MetricsSnapshot` are published state
+views (not logged); :class:`Tick` is an actor's own timer (not logged).
+Replay feeds the inputs, at their recorded times, into fresh actors and
+compares the decisions.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import msgspec
+
+from actors.core.states import Action, Category, FailureKind, ProviderState, Severity, Tier
+
+__all__ = (
+    "DECISION_TYPES",
+    "INPUT_TYPES",
+    "SCHEMA_VERSION",
+    "ActorRestarted",
+    "AttemptFailed",
+    "AttemptSucceeded",
+    "CheckDue",
+    "DisableProvider",
+    "EnableProvider",
+    "ErrorClassified",
+    "FallbackTriggered",
+    "HealthChecked",
+    "LastError",
+    "LoggedMessage",
+    "Message",
+    "MetricsSnapshot",
+    "ProbeRequested",
+    "ProviderMetrics",
+    "ProviderRecovered",
+    "ProviderStateChanged",
+    "ProviderView",
+    "RestoreProvider",
+    "RoutingSnapshot",
+    "SupervisorStarted",
+    "Tick",
+    "decode_message",
+    "encode_message",
+    "message_key",
+)
+
+#: The version of the logged messages' schema (exported logs carry it).
+#: 1: before SupervisorStarted and ActorRestarted.lost; decisions were dated
+#: when an actor handled them. 2: decisions are dated by their cause.
+#: 3: typed fields where 2 had text: ``ErrorClassified.check`` (was the
+#: ``health-<tier>`` request id), ``ProviderStateChanged.cause`` and ``probe``
+#: (were the ``probe_failed:<category>`` reason).
+SCHEMA_VERSION = 3
+
+class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
+    """Base of every message. ``at`` is the clock time it happened."""
+
+    at: float
+    logged: ClassVar[bool] = True
+
+
+# ---------------------------------------------------------------- state
+
+
+class LastError(msgspec.Struct, frozen=True, kw_only=True):
+    category: Category
+    status: int | None
+    message: str
+    at: float
+    #: A 429's "not before": its Retry-After, else the rate_limit cooldown, from ``at``.
+    retry_at: float | None = None
+
+
+class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
+    """One provider as routing sees it."""
+
+    name: str
+    priority: int
+    state: ProviderState
+    failure_count: int = 0
+    cooldown_until: float | None = None
+    cooldown_level: int = 0
+    last_error: LastError | None = None
+    healthy_since: float | None = None
+    down_since: float | None = None
+    detail: str = ""
+
+
+# ---------------------------------------------------------------- inputs
+
+
+class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeeded"):
+    """A provider answered a request attempt."""
+
+    provider: str
+    model: str
+    request_id: str
+    latency_ms: float
+    stream: bool = False
+    #: Sent although routing had the provider down, because nothing else could answer.
+    last_resort: bool = False
+
+
+class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
+    """A request attempt failed. ``attempt`` counts tries on this provider."""
+
+    provider: str
+    model: str
+    request_id: str
+    kind: FailureKind
+    latency_ms: float = 0.0
+    status: int | None = None
+    code: str | None = None  # the upstream's error code, e.g. context_length_exceeded
+    message: str = ""
+    retry_after_s: float | None = None
+    attempt: int = 1
+    stream: bool = False
+    last_resort: bool = False
+
+
+class HealthChecked(Message, frozen=True, kw_only=True, tag="health_checked"):
+    """The result of one health check. ``probe`` marks a half-open recovery probe."""
+
+    provider: str
+    tier: Tier
+    ok: bool
+    latency_ms: float = 0.0
+    kind: FailureKind | None = None
+    status: int | None = None
+    message: str = ""
+    probe: bool = False
+
+
+class FallbackTriggered(Message, frozen=True, kw_only=True, tag="fallback_triggered"):
+    """A request left ``from_provider`` for the next candidate (None: none left)."""
+
+    request_id: str
+    from_provider: str
+    to_provider: str | None
+    category: Category
+    reason: str = ""
+
+
+class DisableProvider(Message, frozen=True, kw_only=True, tag="disable_provider"):
+    """Admin command: take a provider out of routing until enabled."""
+
+    provider: str
+
+
+class EnableProvider(Message, frozen=True, kw_only=True, tag="enable_provider"):
+    """Admin command: put a disabled provider back into routing."""
+
+    provider: str
+
+
+class SupervisorStarted(Message, frozen=True, kw_only=True, tag="supervisor_started"):
+    """A supervisor started; ``providers`` is the routing state it began with
+    (restored from the state file). Replay starts fresh actors from it."""
+
+    providers: tuple[ProviderView, ...]
+
+
+# ---------------------------------------------------------------- decisions
+
+
+class ErrorClassified(Message, frozen=True, kw_only=True, tag="error_classified"):
+    """The classifier's verdict on one failure."""
+
+    provider: str
+    request_id: str
+    category: Category
+    severity: Severity
+    recoverable: bool
+    action: Action
+    penalize: bool
+    cooldown_s: float
+    retry_after_s: float | None = None
+    status: int | None = None
+    message: str = ""
+    suggested_action: str = ""
+    #: The health-check tier that failed, for a verdict on a check (None: on a request attempt).
+    check: Tier | None = None
+
+
+class ProviderStateChanged(Message, frozen=True, kw_only=True, tag="provider_state_changed"):
+    """A provider moved from ``old`` to ``new`` (``reason`` says why)."""
+
+    provider: str
+    old: ProviderState
+    new: ProviderState
+    reason: str  # for people: the logs, the timeline
+    cooldown_until: float | None = None
+    failure_count: int = 0
+    cooldown_level: int = 0
+    #: The failure category behind a move out of routing (None for any other move).
+    cause: Category | None = None
+    #: True when the move came from a half-open probe's answer.
+    probe: bool = False
+
+
+class ProbeRequested(Message, frozen=True, kw_only=True, tag="probe_requested"):
+    """Recovery asks for one half-open probe of a provider."""
+
+    provider: str
+    reason: str = "cooldown_expired"
+
+
+class RestoreProvider(Message, frozen=True, kw_only=True, tag="restore_provider"):
+    """Recovery tells the selector to put a provider back into routing."""
+
+    provider: str
+    reason: str = "probe_succeeded"
+
+
+class ProviderRecovered(Message, frozen=True, kw_only=True, tag="provider_recovered"):
+    """A provider is healthy again after ``downtime_s`` out of routing."""
+
+    provider: str
+    downtime_s: float
+
+
+class ActorRestarted(Message, frozen=True, kw_only=True, tag="actor_restarted"):
+    """The supervisor restarted a crashed actor.
+
+    ``lost`` is :func:`message_key` of the message the actor was handling when
+    it crashed (that message had no effect): replay skips it for that actor.
+    """
+
+    actor: str
+    error: str
+    restarts: int
+    lost: str | None = None
+
+
+# ---------------------------------------------------------------- views
+
+
+class RoutingSnapshot(Message, frozen=True, kw_only=True, tag="routing_snapshot"):
+    """The selector's view of every provider, sorted by priority."""
+
+    logged: ClassVar[bool] = False
+    version: int
+    providers: tuple[ProviderView, ...]
+
+
+class ProviderMetrics(msgspec.Struct, frozen=True, kw_only=True):
+    requests_total: int = 0
+    requests_success: int = 0
+    requests_failed: int = 0
+    failures_by_category: dict[str, int] = {}
+    latencies_ms: tuple[float, ...] = ()
+    last_success: float | None = None
+    last_failure: float | None = None
+
+
+class MetricsSnapshot(Message, frozen=True, kw_only=True, tag="metrics_snapshot"):
+    """The metrics collector's aggregates, for /status and /metrics."""
+
+    logged: ClassVar[bool] = False
+    providers: dict[str, ProviderMetrics]
+    recent_fallbacks: tuple[FallbackTriggered, ...]  # newest last, at most 50
+    fallbacks_total: dict[str, int]  # "from->to" -> count, since the state file began
+    fallbacks_last_24h: int
+    recovery_times_s: tuple[float, ...]  # newest last, at most 1000
+
+
+class Tick(Message, frozen=True, kw_only=True, tag="tick"):
+    """An actor's own timer fired."""
+
+    logged: ClassVar[bool] = False
+
+
+class CheckDue(Message, frozen=True, kw_only=True, tag="check_due"):
+    """The health monitor asks the prober to run one check now (not logged: its result is)."""
+
+    logged: ClassVar[bool] = False
+    provider: str
+    tier: Tier
+    probe: bool = False
+
+
+LoggedMessage = (
+    AttemptSucceeded
+    | AttemptFailed
+    | HealthChecked
+    | FallbackTriggered
+    | DisableProvider
+    | EnableProvider
+    | ErrorClassified
+    | ProviderStateChanged
+    | ProbeRequested
+    | RestoreProvider
+    | ProviderRecovered
+    | ActorRestarted
+    | SupervisorStarted
+)
+
+INPUT_TYPES: tuple[type[Message], ...] = (
+    AttemptSucceeded,
+    AttemptFailed,
+    HealthChecked,
+    FallbackTriggered,
+    DisableProvider,
+    EnableProvider,
+    SupervisorStarted,
+)
+DECISION_TYPES: tuple[type[Message], ...] = (
+    ErrorClassified,
+    ProviderStateChanged,
+    ProbeRequested,
+    RestoreProvider,
+    ProviderRecovered,
+)
+
+_encoder = msgspec.json.Encoder()
+_decoder: msgspec.json.Decoder[LoggedMessage] = msgspec.json.Decoder(LoggedMessage)
+
+
+def encode_message(message: Message) -> bytes:
+    """The JSON form stored in the event log (tag included)."""
+    return _encoder.encode(message)
+
+
+def message_key(message: Message) -> str:
+    """A short identity for one message: its tag, time and subject (provider, request)."""
+    tag = type(message).__struct_config__.tag
+    subject = getattr(message, "provider", None) or getattr(message, "version", "")
+    return f"{tag}|{message.at!r}|{subject}|{getattr(message, 'request_id', '')}"
+
+
+def decode_message(data: bytes | str) -> LoggedMessage:
+    """Decode one stored message; raises ``msgspec.ValidationError`` naming the field."""
+    return _decoder.decode(data)

@@ -1,0 +1,475 @@
+"""The one owner of the SQLite state file.
+
+Takes in: messages for the event log (:meth:`Store.append`), provider state
+(:meth:`Store.save_provider`), metric snapshots (:meth:`Store.save_metrics`).
+These only buffer, in O(1): the request path never waits for the disk.
+Puts out: what was stored, for a restart, for ``/events`` and for replay.
+Owns: one aiosqlite connection (itself an actor: one worker thread reading a
+queue) and the write buffers. :meth:`Store.run` is the flusher: every
+``flush_interval_s``, or at once when provider state changes, it writes all
+that is buffered in one transaction; messages are encoded on the worker thread.
+
+Promises: a commit is in the WAL when :meth:`Store.flush` returns, and with
+``synchronous=NORMAL`` it survives ``kill -9`` (not a power cut, which would
+need an fsync per commit); reads see every write buffered before them;
+cancelling :meth:`Store.run` loses nothing (writes are shielded and
+:meth:`Store.close` writes the rest); a failed write stays buffered for the
+next try; every problem with the file is a :class:`~actors.errors.StoreError`
+naming the path, the problem and a fix. Batching and retention run on real
+time, not on the injected clock: they are housekeeping, not policy.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import os
+import time
+import urllib.parse
+from collections.abc import AsyncIterator, Iterable, Sequence
+from typing import Any
+
+import aiosqlite
+import anyio
+import anyio.abc
+import msgspec
+
+from actors.core.errors import StoreError
+from actors.core.messages import (
+    Message,
+    ProviderMetrics,
+    ProviderView,
+)
+from actors.edges.store.schema import (
+    INSERT_EVENT,
+    MIGRATIONS,
+    UPSERT_META,
+    UPSERT_ROLLUP,
+    UPSERT_STATE,
+    Counts,
+    MetricRollup,
+    StoredEvent,
+    close_quietly,
+    event_row,
+    translated,
+)
+
+__all__ = ("MIGRATIONS", "MetricRollup", "Store", "StoredEvent")
+
+_log = logging.getLogger(__name__)
+_encoder = msgspec.json.Encoder()
+_view_decoder = msgspec.json.Decoder(ProviderView)
+_metrics_decoder = msgspec.json.Decoder(ProviderMetrics)
+_HOUR_S = 3600.0
+_PRUNE_EVERY_S = 3600.0
+_WAKE_AT_EVENTS = 20_000  # a burst this large is written without waiting for the interval
+
+class Store:
+    """The SQLite state file: provider state, event log, metrics. Create it with :meth:`open`."""
+
+    def __init__(self, db: aiosqlite.Connection, path: str, busy_timeout_s: float) -> None:
+        self._db = db
+        self._path = path
+        self._busy_timeout_s = busy_timeout_s
+        self._flush_interval_s = 0.25
+        self._retention_s = 30 * 86_400.0
+        self._baselines: dict[str, Counts] = {}  # counts at the last save_metrics
+        self._events: list[Message] = []
+        self._providers: dict[str, tuple[ProviderView, float]] = {}
+        self._metrics: dict[str, tuple[ProviderMetrics, float]] = {}
+        self._rollups: dict[tuple[str, float], Counts] = {}
+        self._lock = anyio.Lock()  # one transaction at a time on the one connection
+        self._wake = anyio.Event()
+        self._committed = anyio.Event()
+        self._closed = False
+        self._readonly = False  # opened read-only
+
+    @classmethod
+    async def open(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        flush_interval_s: float = 0.25,
+        retention_days: float = 30,
+        busy_timeout_s: float = 2.0,
+        readonly: bool = False,
+    ) -> Store:
+        """Open, create or migrate the state file; raise StoreError if it can't be used.
+
+        ``retention_days=math.inf`` keeps every event forever. ``readonly=True``
+        only reads an existing file (export, offline status) and never writes
+        to it, so it is safe beside a running service.
+        """
+        where = os.fspath(path)
+        if readonly:
+            return await cls._open_readonly(where, busy_timeout_s)
+        if await anyio.Path(where).is_dir():
+            example = os.path.join(where, "fallback.db")
+            raise StoreError(
+                f"is a directory, not a database file; use a file path such as {example}",
+                path=where,
+            )
+        try:
+            await anyio.Path(where).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create its directory ({exc}); create it or choose another state path",
+                path=where,
+            ) from exc
+        with translated(where, busy_timeout_s):
+            db = await aiosqlite.connect(where, timeout=busy_timeout_s, isolation_level=None)
+        store = cls(db, where, busy_timeout_s)
+        store._flush_interval_s = flush_interval_s
+        store._retention_s = retention_days * 86_400.0
+        try:
+            with translated(where, busy_timeout_s):
+                await store._prepare()
+        except BaseException:
+            await close_quietly(db)
+            raise
+        return store
+
+    @classmethod
+    async def _open_readonly(cls, where: str, busy_timeout_s: float) -> Store:
+        if not await anyio.Path(where).is_file():
+            raise StoreError("does not exist (nothing has been recorded there yet)", path=where)
+        uri = f"file:{urllib.parse.quote(str(await anyio.Path(where).absolute()))}?mode=ro"
+        with translated(where, busy_timeout_s):
+            db = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
+        store = cls(db, where, busy_timeout_s)
+        store._readonly = True
+        try:
+            with translated(where, busy_timeout_s):
+                rows = await db.execute_fetchall(
+                    "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'schema_version')")
+                ((has_schema,),) = rows
+                version = 0
+                if has_schema:
+                    ((version,),) = await db.execute_fetchall(
+                        "SELECT coalesce(max(version), 0) FROM schema_version")
+        except BaseException:
+            await close_quietly(db)
+            raise
+        if not has_schema or version > len(MIGRATIONS):
+            await close_quietly(db)
+            why = ("is not a provider-fallback state file" if not has_schema else
+                   f"was written by a newer provider-fallback (schema version {version}); upgrade")
+            raise StoreError(why, path=where)
+        return store
+
+    async def _prepare(self) -> None:
+        """Set the pragmas, migrate, probe for writability, read the metric baselines."""
+        db = self._db
+        (mode,) = next(iter(await db.execute_fetchall("PRAGMA journal_mode=WAL")))
+        if mode != "wal":
+            _log.warning("state file %s: journal mode is %s, not wal", self._path, mode)
+        await db.execute("PRAGMA synchronous=NORMAL")
+        async with self._transaction():  # BEGIN IMMEDIATE: a locked file fails here, at open
+            await db.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version"
+                " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
+            )
+            ((version, others),) = await db.execute_fetchall(
+                "SELECT (SELECT coalesce(max(version), 0) FROM schema_version),"
+                " (SELECT count(*) FROM sqlite_master WHERE name != 'schema_version')"
+            )
+            if version > len(MIGRATIONS):
+                raise StoreError(
+                    f"was written by a newer provider-fallback (schema version {version}; this"
+                    f" one knows up to {len(MIGRATIONS)}); upgrade provider-fallback or choose"
+                    " another state path",
+                    path=self._path,
+                )
+            if version == 0 and others:
+                raise StoreError(
+                    "is a SQLite database of another application; choose another state path",
+                    path=self._path,
+                )
+            for number in range(version + 1, len(MIGRATIONS) + 1):
+                for statement in MIGRATIONS[number - 1]:
+                    await db.execute(statement)
+                await db.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
+            # A real write, so a read-only file fails here, at open, not at the first flush.
+            await db.execute(UPSERT_META, ("store.opened_at", repr(time.time())))
+            rows = await db.execute_fetchall("SELECT name, data FROM provider_metrics")
+        for name, m in _decode_rows(rows, _metrics_decoder, "provider metrics").items():
+            self._baselines[name] = (m.requests_total, m.requests_success, m.requests_failed)
+
+    @property
+    def path(self) -> str:
+        return self._path
+
+    async def __aenter__(self) -> Store:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # ---------------------------------------------------------------- writes: buffer only
+
+    def append(self, message: Message) -> None:
+        """Buffer ``message`` for the event log; messages whose class is not logged are ignored."""
+        if not type(message).logged:
+            return
+        self._check_writable()
+        self._check_open()
+        self._events.append(message)
+        if len(self._events) == _WAKE_AT_EVENTS:
+            self._wake.set()
+
+    def save_provider(self, view: ProviderView) -> None:
+        """Buffer a provider's state (latest wins) and wake the flusher to write it promptly."""
+        self._check_open()
+        self._check_writable()
+        self._providers[view.name] = (view, time.time())
+        self._wake.set()
+
+    def save_metrics(self, provider: str, metrics: ProviderMetrics, at: float) -> None:
+        """Buffer a metrics snapshot; add what it counted since the last save to the hour of ``at``.
+
+        Counts below those of the last save mean the counters restarted: they count in full.
+        """
+        self._check_open()
+        self._check_writable()
+        counts = (metrics.requests_total, metrics.requests_success, metrics.requests_failed)
+        last = self._baselines.get(provider, (0, 0, 0))
+        delta = (counts[0] - last[0], counts[1] - last[1], counts[2] - last[2])
+        if min(delta) < 0:
+            delta = counts
+        self._baselines[provider] = counts
+        self._metrics[provider] = (metrics, at)
+        if any(delta):
+            key = (provider, at - at % _HOUR_S)
+            t, s, f = self._rollups.get(key, (0, 0, 0))
+            self._rollups[key] = (t + delta[0], s + delta[1], f + delta[2])
+
+    # ---------------------------------------------------------------- flushing
+
+    async def run(self, *, task_status: anyio.abc.TaskStatus[None] = anyio.TASK_STATUS_IGNORED) -> None:
+        """Prune, report ready, write the buffers every interval, or when woken, until closed."""
+        await self.prune()
+        task_status.started()
+        next_prune = anyio.current_time() + _PRUNE_EVERY_S
+        failing = False
+        while not self._closed:
+            with anyio.move_on_after(self._flush_interval_s):
+                await self._wake.wait()
+            self._wake = anyio.Event()
+            try:
+                await self.flush()
+                if anyio.current_time() >= next_prune:
+                    next_prune = anyio.current_time() + _PRUNE_EVERY_S
+                    await self.prune()
+            except StoreError as exc:
+                if self._closed:
+                    return
+                if not failing:  # the batch stays buffered; the next round retries it
+                    _log.error("writing the state file failed, will retry: %s", exc)
+                failing = True
+            else:
+                if failing:
+                    _log.warning("writing the state file works again: %s", self._path)
+                failing = False
+
+    async def flush(self) -> None:
+        """Write everything buffered now, and return once it is committed."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                self._check_open()
+                if not self._readonly:
+                    await self._write_buffers()
+
+    async def wait_for_commit(self) -> None:
+        """Return after the next batch is committed (or the store is closed)."""
+        await self._committed.wait()
+
+    async def close(self) -> None:
+        """Write what is buffered, then close the connection; calling it again does nothing."""
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                if self._closed:
+                    return
+                try:
+                    while self._events or self._providers or self._metrics or self._rollups:
+                        await self._write_buffers()
+                finally:
+                    self._closed = True  # no await since the check above: nothing is left behind
+                    self._wake.set()
+                    self._committed.set()
+                    await close_quietly(self._db)
+
+    async def prune(self, *, now: float | None = None) -> int:
+        """Delete events and rollups older than retention_days (buffered ones too); count the events."""
+        cutoff = (time.time() if now is None else now) - self._retention_s
+        if math.isinf(cutoff):
+            return 0
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                self._check_open()
+                self._check_writable()
+                await self._write_buffers()
+                async with self._transaction() as db:
+                    cursor = await db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
+                    await db.execute("DELETE FROM metric_rollups WHERE bucket_start < ?", (cutoff,))
+        return cursor.rowcount
+
+    async def _write_buffers(self) -> None:
+        """Commit the buffers in one transaction (lock held); on failure, put them back."""
+        events, self._events = self._events, []
+        providers, self._providers = self._providers, {}
+        metrics, self._metrics = self._metrics, {}
+        rollups, self._rollups = self._rollups, {}
+        if not (events or providers or metrics or rollups):
+            return
+        try:
+            async with self._transaction() as db:
+                # map(): messages are encoded lazily, on aiosqlite's worker thread.
+                await db.executemany(INSERT_EVENT, map(event_row, events))
+                await db.executemany(
+                    UPSERT_STATE.format("provider_state"),
+                    [(n, _encoder.encode(v), t) for n, (v, t) in providers.items()],
+                )
+                await db.executemany(
+                    UPSERT_STATE.format("provider_metrics"),
+                    [(n, _encoder.encode(m), t) for n, (m, t) in metrics.items()],
+                )
+                await db.executemany(UPSERT_ROLLUP, [(*k, *c) for k, c in rollups.items()])
+        except BaseException:
+            self._events[:0] = events
+            self._providers = providers | self._providers
+            self._metrics = metrics | self._metrics
+            for key, (t, s, f) in self._rollups.items():
+                t0, s0, f0 = rollups.get(key, (0, 0, 0))
+                rollups[key] = (t0 + t, s0 + s, f0 + f)
+            self._rollups = rollups
+            raise
+        self._committed.set()
+        self._committed = anyio.Event()
+
+    @contextlib.asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        """One write transaction (the caller holds the lock); sqlite3 errors become StoreError."""
+        with translated(self._path, self._busy_timeout_s):
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                await self._db.execute("COMMIT")
+            except BaseException:
+                await self._db.rollback()
+                raise
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed; open it again to use it", path=self._path)
+
+    def _check_writable(self) -> None:
+        if self._readonly:
+            raise StoreError("was opened read-only; nothing can be written to it", path=self._path)
+
+    # ---------------------------------------------------------------- reads: flush first
+
+    async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
+        await self.flush()
+        async with self._lock:
+            self._check_open()
+            with translated(self._path, self._busy_timeout_s):
+                return list(await self._db.execute_fetchall(sql, params))
+
+    async def load_providers(self) -> dict[str, ProviderView]:
+        """The last saved state of every provider."""
+        rows = await self._fetch("SELECT name, data FROM provider_state ORDER BY name")
+        return _decode_rows(rows, _view_decoder, "provider state")
+
+    async def load_metrics(self) -> dict[str, ProviderMetrics]:
+        """The last saved metrics snapshot of every provider."""
+        rows = await self._fetch("SELECT name, data FROM provider_metrics ORDER BY name")
+        return _decode_rows(rows, _metrics_decoder, "provider metrics")
+
+    async def rollups(self, *, since: float | None = None) -> list[MetricRollup]:
+        """Hourly counts of every provider, from the hour holding ``since`` on, oldest first."""
+        start = -math.inf if since is None else since - since % _HOUR_S
+        sql = "SELECT * FROM metric_rollups WHERE bucket_start >= ? ORDER BY bucket_start, provider"
+        return [MetricRollup(*row) for row in await self._fetch(sql, (start,))]
+
+    async def events(
+        self,
+        *,
+        after: int = 0,
+        limit: int = 100,
+        since: float | None = None,
+        until: float | None = None,
+        provider: str | None = None,
+        types: Sequence[str] | None = None,
+        before: int | None = None,
+    ) -> list[StoredEvent]:
+        """Up to ``limit`` events with ``after < id < before`` and ``since <= at < until``, by id."""
+        if limit < 0:  # SQLite reads a negative LIMIT as "no limit"
+            raise ValueError(f"limit must not be negative, not {limit}")
+        where, params = ["id > ?"], list[Any]([after])
+        for clause, value in (
+            ("id < ?", before),
+            ("at >= ?", since),
+            ("at < ?", until),
+            ("provider = ?", provider),
+        ):
+            if value is not None:
+                where.append(clause)
+                params.append(value)
+        if types is not None:
+            where.append(f"type IN ({', '.join('?' * len(types))})")
+            params.extend(types)
+        sql = (
+            f"SELECT id, at, type, provider, data FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+        )
+        return [StoredEvent(*row) for row in await self._fetch(sql, [*params, limit])]
+
+    async def iter_events(
+        self,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        provider: str | None = None,
+        batch: int = 5000,
+    ) -> AsyncIterator[StoredEvent]:
+        """Every event logged before the call, in id order, ``batch`` rows in memory at a time."""
+        if batch < 1:
+            raise ValueError(f"batch must be at least 1, not {batch}")
+        ((end,),) = await self._fetch("SELECT coalesce(max(id), 0) + 1 FROM events")
+        after = 0
+        while page := await self.events(
+            after=after, limit=batch, since=since, until=until, provider=provider, before=end
+        ):
+            for event in page:
+                yield event
+            after = page[-1].id
+
+    async def count_events(self) -> int:
+        """How many events the log holds."""
+        ((count,),) = await self._fetch("SELECT count(*) FROM events")
+        return int(count)
+
+    async def set_meta(self, key: str, value: str) -> None:
+        """Store a small value (e.g. the config a log ran under); ``store.*`` keys are the store's."""
+        self._check_writable()
+        with anyio.CancelScope(shield=True):
+            async with self._lock:
+                self._check_open()
+                async with self._transaction() as db:
+                    await db.execute(UPSERT_META, (key, value))
+
+    async def get_meta(self, key: str) -> str | None:
+        """The value stored under ``key``, if any."""
+        rows = await self._fetch("SELECT value FROM meta WHERE key = ?", (key,))
+        return str(rows[0][0]) if rows else None
+
+
+def _decode_rows(rows: Iterable[Any], decoder: msgspec.json.Decoder[Any], what: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for name, data in rows:
+        try:
+            out[name] = decoder.decode(data)
+        except msgspec.DecodeError as exc:
+            # One unreadable row must not stop a restart: that provider starts fresh.
+            _log.warning("ignoring the stored %s of %r: %s", what, name, exc)
+    return out

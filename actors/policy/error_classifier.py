@@ -1,0 +1,169 @@
+"""ErrorClassifier: turns every failure into a decision.
+
+Takes in: :class:`AttemptFailed` (a request attempt failed) and
+:class:`HealthChecked` with ``ok=False`` and ``probe=False`` (a scheduled
+health check failed).
+Puts out: :class:`ErrorClassified` (category, severity, recoverable, action,
+cooldown, suggested action).
+Owns: the decision matrix (DESIGN.md), read from ``[routing]`` config.
+Promises: :func:`classify` is pure and total: any failure, however odd,
+gets a category; nothing an upstream sends can make it raise.
+
+The request path calls :func:`classify` itself to decide at once whether to
+retry, fall back or return the error (no actor round-trip on the request
+path); the actor produces the same verdict as the logged decision that the
+PrioritySelector acts on.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, assert_never
+
+from actors.core.actor import Actor
+from actors.core.clock import Clock
+from actors.core.config import RoutingConfig
+from actors.core.messages import AttemptFailed, ErrorClassified, HealthChecked, Message
+from actors.core.states import Action, Category, Severity
+
+__all__ = ("ClassifierInbox", "ErrorClassifier", "classify")
+
+
+_CONTEXT_MARKERS = (
+    "context_length",
+    "context length",
+    "maximum context",
+    "too many tokens",
+    "prompt is too long",
+    "reduce the length",
+)
+
+
+def _verdict(
+    failure: AttemptFailed | HealthChecked,
+    *,
+    category: Category,
+    severity: Severity,
+    action: Action,
+    cooldown_s: float,
+    penalize: bool = True,
+    recoverable: bool = True,
+    suggested: str = "",
+    retry_after: float | None = None,
+) -> ErrorClassified:
+    return ErrorClassified(
+        at=failure.at,
+        provider=failure.provider,
+        request_id=failure.request_id if isinstance(failure, AttemptFailed) else f"health-{failure.tier}",
+        category=category,
+        severity=severity,
+        recoverable=recoverable,
+        action=action,
+        penalize=penalize,
+        cooldown_s=cooldown_s,
+        retry_after_s=retry_after,
+        status=failure.status,
+        message=failure.message[:500],
+        suggested_action=suggested,
+        check=None if isinstance(failure, AttemptFailed) else failure.tier,
+    )
+
+
+def _is_context_error(failure: AttemptFailed | HealthChecked) -> bool:
+    code = failure.code if isinstance(failure, AttemptFailed) else None
+    if code and "context" in code:
+        return True
+    text = failure.message.lower()
+    return any(marker in text for marker in _CONTEXT_MARKERS)
+
+
+def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> ErrorClassified:
+    """The decision matrix: what this failure means and what to do about it."""
+    cd = policy.cooldown_s
+    kind, status = failure.kind, failure.status
+    attempt = failure.attempt if isinstance(failure, AttemptFailed) else 1
+    retry_after = failure.retry_after_s if isinstance(failure, AttemptFailed) else None
+    v = failure
+    if kind == "connect":
+        return _verdict(v, category="connection_error", severity="high", action="fallback",
+                        cooldown_s=cd.connection_error, suggested="check the provider is running")
+    if kind in ("timeout", "stream_stall") or status in (408, 504):
+        return _verdict(v, category="timeout", severity="medium", action="fallback",
+                        cooldown_s=cd.timeout, suggested="raise timeout_s if the model is slow")
+    if kind == "bad_response":
+        return _verdict(v, category="bad_response", severity="high", action="fallback",
+                        cooldown_s=cd.bad_response, suggested="the provider sent garbage; check base_url")
+    if kind == "stream_cut":
+        return _verdict(v, category="stream_interrupted", severity="medium", action="fallback",
+                        cooldown_s=cd.server_error)
+    if status is None:  # an "http" failure always has a status; be total anyway
+        return _verdict(v, category="unknown", severity="medium", action="fallback",
+                        cooldown_s=cd.server_error)
+    if status in (401, 403):
+        return _verdict(v, category="auth_failure", severity="critical", action="fallback",
+                        cooldown_s=cd.auth_failure, recoverable=False,
+                        suggested="check the provider's API key variable")
+    if status == 402:
+        return _verdict(v, category="quota_exhausted", severity="critical", action="fallback",
+                        cooldown_s=cd.auth_failure, suggested="add credits at the provider")
+    if status == 429:
+        cooldown = retry_after if retry_after is not None and retry_after > 0 else cd.rate_limit
+        return _verdict(v, category="rate_limit", severity="medium", action="fallback",
+                        cooldown_s=cooldown, retry_after=retry_after,
+                        suggested="lower the request rate or add a provider")
+    if status == 404:
+        return _verdict(v, category="model_not_found", severity="high", action="fallback",
+                        cooldown_s=cd.model_not_found, suggested="check the provider's models table")
+    if status == 413 or (status in (400, 422) and _is_context_error(failure)):
+        # The prompt is too large for this provider; another may take it. Not its fault.
+        return _verdict(v, category="context_length", severity="low", action="next",
+                        cooldown_s=0, penalize=False, suggested="shorten the prompt")
+    if status in (400, 422):
+        return _verdict(v, category="invalid_request", severity="low", action="return",
+                        cooldown_s=0, penalize=False, suggested="fix the request")
+    if status in (500, 502):
+        if attempt <= policy.server_error_retries:
+            return _verdict(v, category="server_error", severity="medium", action="retry",
+                            cooldown_s=0)
+        return _verdict(v, category="server_error", severity="high", action="fallback",
+                        cooldown_s=cd.server_error)
+    if status in (503, 529):
+        return _verdict(v, category="service_unavailable", severity="high", action="fallback",
+                        cooldown_s=cd.service_unavailable, retry_after=retry_after)
+    if status >= 500:
+        return _verdict(v, category="server_error", severity="high", action="fallback",
+                        cooldown_s=cd.server_error)
+    if 200 <= status < 300:
+        return _verdict(v, category="bad_response", severity="high", action="fallback",
+                        cooldown_s=cd.bad_response)
+    # Other 4xx (405, 409, 410...): a provider or base_url problem, not the caller's.
+    return _verdict(v, category="client_error", severity="high", action="fallback",
+                    cooldown_s=cd.server_error, suggested="check the provider's base_url")
+
+
+ClassifierInbox = AttemptFailed | HealthChecked
+
+
+class ErrorClassifier(Actor[ClassifierInbox]):
+    """Classifies every failure; the selector acts on the verdicts."""
+
+    name: ClassVar[str] = "error_classifier"
+    accepts: ClassVar[tuple[type[Message], ...]] = Actor.inbox_types(ClassifierInbox)
+
+    def __init__(self, policy: RoutingConfig, *, clock: Clock) -> None:
+        super().__init__(clock=clock)
+        self.policy = policy
+
+    def handle(self, message: ClassifierInbox, now: float) -> list[Message]:
+        match message:
+            case AttemptFailed():
+                return [classify(message, self.policy)]
+            case HealthChecked():
+                if message.ok or message.probe:
+                    return []  # a probe's failure is the selector's to judge, with the probe
+                if message.tier == "ping" and message.kind not in ("connect", "timeout"):
+                    # A ping only proves reachability: an HTTP error status on the ping
+                    # path (404 on /health, say) says nothing about serving requests.
+                    return []
+                return [classify(message, self.policy)]
+            case _:
+                assert_never(message)

@@ -1,0 +1,175 @@
+"""MetricsCollector: aggregates every outcome into per-provider metrics.
+
+Takes in: :class:`AttemptSucceeded`, :class:`AttemptFailed`,
+:class:`ErrorClassified`, :class:`FallbackTriggered`, :class:`ProviderRecovered`.
+Puts out: a :class:`MetricsSnapshot` whenever its aggregates changed and its
+inbox is empty (once per burst, not once per message), for readers (/status,
+/metrics, the CLI) and for the store, which persists it batched.
+Owns: requests total/success/failed, failures by category, the last
+``latency_window`` latencies, last success/failure, the fallback log, and
+recovery times. The supervisor hands the persisted values back at start.
+Promises: readers only ever see the published immutable snapshot (nothing
+outside this actor's task touches its state); percentiles are computed by
+readers from the snapshot's latency window, so the hot path never sorts.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import ClassVar, assert_never
+
+from actors.core.actor import Actor
+from actors.core.clock import Clock
+from actors.core.messages import (
+    AttemptFailed,
+    AttemptSucceeded,
+    ErrorClassified,
+    FallbackTriggered,
+    Message,
+    MetricsSnapshot,
+    ProviderMetrics,
+    ProviderRecovered,
+)
+from actors.core.states import DAY_S
+
+__all__ = ("MetricsCollector", "MetricsInbox")
+
+
+@dataclass
+class _Aggregate:
+    window: int
+    total: int = 0
+    success: int = 0
+    failed: int = 0
+    by_category: dict[str, int] = field(default_factory=dict)
+    latencies: deque[float] = field(default_factory=deque)
+    last_success: float | None = None
+    last_failure: float | None = None
+
+    def __post_init__(self) -> None:
+        self.latencies = deque(self.latencies, maxlen=self.window)
+
+    @classmethod
+    def restore(cls, window: int, m: ProviderMetrics) -> _Aggregate:
+        return cls(
+            window=window,
+            total=m.requests_total,
+            success=m.requests_success,
+            failed=m.requests_failed,
+            by_category=dict(m.failures_by_category),
+            latencies=deque(m.latencies_ms),
+            last_success=m.last_success,
+            last_failure=m.last_failure,
+        )
+
+    def view(self) -> ProviderMetrics:
+        return ProviderMetrics(
+            requests_total=self.total,
+            requests_success=self.success,
+            requests_failed=self.failed,
+            failures_by_category=dict(self.by_category),
+            latencies_ms=tuple(self.latencies),
+            last_success=self.last_success,
+            last_failure=self.last_failure,
+        )
+
+
+MetricsInbox = AttemptSucceeded | AttemptFailed | ErrorClassified | FallbackTriggered | ProviderRecovered
+
+
+class MetricsCollector(Actor[MetricsInbox]):
+    """Counts, times and remembers; publishes snapshots for readers."""
+
+    name: ClassVar[str] = "metrics_collector"
+    accepts: ClassVar[tuple[type[Message], ...]] = Actor.inbox_types(MetricsInbox)
+
+    def __init__(
+        self,
+        providers: Iterable[str],
+        *,
+        latency_window: int,
+        clock: Clock,
+        restored: dict[str, ProviderMetrics] | None = None,
+        fallbacks: Iterable[FallbackTriggered] = (),
+        fallbacks_total: dict[str, int] | None = None,
+        fallback_times: Iterable[float] = (),
+        recovery_times: Iterable[float] = (),
+    ) -> None:
+        super().__init__(clock=clock, inbox_size=8192)
+        restored = restored or {}
+        self._aggs = {
+            name: _Aggregate.restore(latency_window, restored[name])
+            if name in restored
+            else _Aggregate(window=latency_window)
+            for name in providers
+        }
+        self._views = {name: agg.view() for name, agg in self._aggs.items()}
+        self._dirty: set[str] = set()
+        self._fallbacks: deque[FallbackTriggered] = deque(fallbacks, maxlen=50)
+        # Times of the fallbacks in the last 24 h (bounded: a storm can't eat memory).
+        self._fallback_times: deque[float] = deque(fallback_times, maxlen=200_000)
+        self._fallbacks_total = dict(fallbacks_total or {})
+        self._recoveries: deque[float] = deque(recovery_times, maxlen=1000)
+        self._changed = False  # since the last published snapshot
+
+    def handle(self, message: MetricsInbox, now: float) -> list[Message]:
+        match message:
+            case AttemptSucceeded():
+                if (agg := self._aggs.get(message.provider)) is not None:
+                    agg.total += 1
+                    agg.success += 1
+                    agg.latencies.append(message.latency_ms)
+                    agg.last_success = message.at
+                    self._dirty.add(message.provider)
+            case AttemptFailed():
+                if (agg := self._aggs.get(message.provider)) is not None:
+                    agg.total += 1
+                    agg.failed += 1
+                    agg.last_failure = message.at
+                    self._dirty.add(message.provider)
+            case ErrorClassified():
+                # A verdict on a health check is not a failed request.
+                if message.check is None and (agg := self._aggs.get(message.provider)) is not None:
+                    agg.by_category[message.category] = agg.by_category.get(message.category, 0) + 1
+                    self._dirty.add(message.provider)
+            case FallbackTriggered():
+                self._fallbacks.append(message)
+                self._fallback_times.append(message.at)
+                key = f"{message.from_provider}->{message.to_provider or 'none'}"
+                self._fallbacks_total[key] = self._fallbacks_total.get(key, 0) + 1
+                self._changed = True
+            case ProviderRecovered():
+                self._recoveries.append(message.downtime_s)
+                self._changed = True
+            case _:
+                assert_never(message)
+        return []
+
+    def idle(self, now: float) -> list[Message]:
+        """With the inbox drained: publish a snapshot if anything changed since the last one."""
+        if not self._changed and not self._dirty:
+            return []
+        return [self.snapshot(now)]
+
+    def snapshot(self, now: float) -> MetricsSnapshot:
+        """The aggregates now, as immutable data (only changed providers are rebuilt).
+
+        Called in this actor's own task (from :meth:`idle`), by the supervisor
+        at shutdown after the actors stopped, and by replay on its own actors.
+        """
+        for name in self._dirty:
+            self._views[name] = self._aggs[name].view()
+        self._dirty.clear()
+        self._changed = False
+        while self._fallback_times and self._fallback_times[0] < now - DAY_S:
+            self._fallback_times.popleft()
+        return MetricsSnapshot(
+            at=now,
+            providers=dict(self._views),
+            recent_fallbacks=tuple(self._fallbacks),
+            fallbacks_total=dict(self._fallbacks_total),
+            fallbacks_last_24h=len(self._fallback_times),
+            recovery_times_s=tuple(self._recoveries),
+        )

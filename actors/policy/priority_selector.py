@@ -1,0 +1,280 @@
+"""PrioritySelector: owns provider state and publishes routing snapshots.
+
+Takes in: :class:`AttemptSucceeded`, :class:`ErrorClassified`,
+:class:`HealthChecked`, :class:`ProbeRequested`, :class:`RestoreProvider`,
+and the admin commands :class:`DisableProvider` / :class:`EnableProvider`.
+Puts out: :class:`ProviderStateChanged` for every transition, and a
+:class:`RoutingSnapshot` whenever any provider's record changed.
+Owns: each provider's state, consecutive failure count, cooldown deadline and
+cooldown level (persisted through the snapshots).
+Promises:
+
+* ``failure_threshold`` consecutive failures make a provider ``unhealthy``;
+  only a successful probe brings it back;
+* a cooldown is base x growth^level, capped at ``max_cooldown_s``; the level
+  resets after ``stable_period_s`` healthy; a 429's Retry-After is taken as
+  the cooldown itself;
+* a cooldown is never shortened by a later, shorter one;
+* snapshots list providers by priority, so traffic returns to a
+  higher-priority provider the moment it is healthy again (failback).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, assert_never
+
+from actors.core.actor import Actor
+from actors.core.clock import Clock
+from actors.core.config import ProviderConfig, RoutingConfig
+from actors.core.messages import (
+    AttemptSucceeded,
+    DisableProvider,
+    EnableProvider,
+    ErrorClassified,
+    HealthChecked,
+    LastError,
+    Message,
+    ProbeRequested,
+    ProviderStateChanged,
+    ProviderView,
+    RestoreProvider,
+    RoutingSnapshot,
+)
+from actors.core.states import DOWN_STATES, USABLE_STATES, Category, ProviderState
+from actors.policy.error_classifier import classify
+
+__all__ = ("PrioritySelector", "SelectorInbox")
+
+
+@dataclass
+class _Record:
+    name: str
+    priority: int
+    order: int
+    configured: bool
+    key_env: str
+    state: ProviderState = "healthy"
+    failure_count: int = 0
+    cooldown_until: float | None = None
+    cooldown_level: int = 0
+    last_error: LastError | None = None
+    healthy_since: float | None = None
+    down_since: float | None = None
+    detail: str = ""
+
+    def view(self) -> ProviderView:
+        return ProviderView(
+            name=self.name,
+            priority=self.priority,
+            state=self.state,
+            failure_count=self.failure_count,
+            cooldown_until=self.cooldown_until,
+            cooldown_level=self.cooldown_level,
+            last_error=self.last_error,
+            healthy_since=self.healthy_since,
+            down_since=self.down_since,
+            detail=self.detail,
+        )
+
+
+SelectorInbox = (
+    AttemptSucceeded
+    | ErrorClassified
+    | HealthChecked
+    | ProbeRequested
+    | RestoreProvider
+    | DisableProvider
+    | EnableProvider
+)
+
+
+class PrioritySelector(Actor[SelectorInbox]):
+    """Decides each provider's state from outcomes, verdicts, probes and admins."""
+
+    name: ClassVar[str] = "priority_selector"
+    accepts: ClassVar[tuple[type[Message], ...]] = Actor.inbox_types(SelectorInbox)
+
+    def __init__(
+        self,
+        providers: tuple[ProviderConfig, ...],
+        policy: RoutingConfig,
+        *,
+        clock: Clock,
+        restored: dict[str, ProviderView] | None = None,
+    ) -> None:
+        super().__init__(clock=clock)
+        self.policy = policy
+        self._version = 0
+        now = clock.now()
+        self._records: dict[str, _Record] = {}
+        for order, p in enumerate(providers):
+            rec = _Record(p.name, p.priority, order, p.configured, p.api_key_env, healthy_since=now)
+            old = (restored or {}).get(p.name)
+            if old is not None:
+                rec.state = old.state
+                rec.failure_count = old.failure_count
+                rec.cooldown_until = old.cooldown_until
+                rec.cooldown_level = old.cooldown_level
+                rec.last_error = old.last_error
+                rec.healthy_since = old.healthy_since
+                rec.down_since = old.down_since
+                if rec.state == "probing":  # killed with a probe in flight: probe again
+                    rec.state = "cooldown"
+                    rec.cooldown_until = min(rec.cooldown_until or now, now)
+                if rec.state == "unconfigured":
+                    rec.state = "healthy"
+            if not p.configured:
+                rec.state, rec.detail = "unconfigured", f"{p.api_key_env} is not set"
+            elif not p.enabled:
+                rec.state, rec.detail = "disabled", "enabled = false in the config"
+            self._records[p.name] = rec
+        self._ordered = sorted(self._records.values(), key=lambda r: (r.priority, r.order))
+
+    # -- views ------------------------------------------------------------
+    def snapshot(self, now: float) -> RoutingSnapshot:
+        self._version += 1
+        return RoutingSnapshot(
+            at=now, version=self._version, providers=tuple(r.view() for r in self._ordered)
+        )
+
+    # -- transitions ------------------------------------------------------
+    def _move(
+        self, rec: _Record, new: ProviderState, reason: str, now: float, out: list[Message], *,
+        cause: Category | None = None, probe: bool = False,
+    ) -> None:
+        old = rec.state
+        if new == old:
+            return
+        rec.state = new
+        if new in DOWN_STATES and rec.down_since is None:
+            rec.down_since = now
+        if new == "healthy":
+            rec.healthy_since = now
+            rec.down_since = None
+            rec.cooldown_until = None
+        elif old in USABLE_STATES and new not in USABLE_STATES:
+            rec.healthy_since = None
+        out.append(
+            ProviderStateChanged(
+                at=now,
+                provider=rec.name,
+                old=old,
+                new=new,
+                reason=reason,
+                cooldown_until=rec.cooldown_until,
+                failure_count=rec.failure_count,
+                cooldown_level=rec.cooldown_level,
+                cause=cause,
+                probe=probe,
+            )
+        )
+
+    def _grown(self, base: float, level: int) -> float:
+        """base x growth^level, capped at max_cooldown_s (a huge level saturates, never overflows)."""
+        cap = self.policy.max_cooldown_s
+        try:
+            return min(base * self.policy.cooldown_growth**level, cap)
+        except OverflowError:
+            return cap
+
+    def _start_cooldown(self, rec: _Record, base: float, retry_after: float | None, now: float) -> None:
+        """Set (or extend) the cooldown; a repeat grows it unless the provider was stable."""
+        growing = rec.state not in DOWN_STATES or rec.state == "probing"
+        if growing:
+            stable = rec.healthy_since is not None and now - rec.healthy_since >= self.policy.stable_period_s
+            if stable:
+                rec.cooldown_level = 0
+        level = rec.cooldown_level if growing else max(rec.cooldown_level - 1, 0)
+        if retry_after is not None and retry_after > 0:
+            duration = min(retry_after, self.policy.max_cooldown_s)
+        else:
+            duration = self._grown(base, level)
+        if growing and self._grown(base, rec.cooldown_level) < self.policy.max_cooldown_s:
+            rec.cooldown_level += 1  # once at the cap, the level stops growing (and can't overflow)
+        until = now + duration
+        if rec.cooldown_until is None or rec.cooldown_until < until:
+            rec.cooldown_until = until
+
+    def _on_failure(
+        self, rec: _Record, verdict: ErrorClassified, now: float, out: list[Message], *, probe: bool
+    ) -> None:
+        rec.failure_count += 1
+        retry_at = None
+        if verdict.category == "rate_limit":
+            retry_at = now + (verdict.retry_after_s or verdict.cooldown_s)
+        rec.last_error = LastError(
+            category=verdict.category, status=verdict.status, message=verdict.message, at=now,
+            retry_at=retry_at,
+        )
+        base = verdict.cooldown_s or self.policy.cooldown_s.server_error
+        unhealthy = rec.failure_count >= self.policy.failure_threshold
+        if probe or unhealthy or verdict.cooldown_s > 0:
+            self._start_cooldown(rec, base, verdict.retry_after_s, now)
+            reason = f"probe_failed:{verdict.category}" if probe else verdict.category
+            self._move(rec, "unhealthy" if unhealthy else "cooldown", reason, now, out,
+                       cause=verdict.category, probe=probe)
+        elif rec.state == "healthy":
+            self._move(rec, "degraded", verdict.category, now, out, cause=verdict.category)
+
+    def handle(self, message: SelectorInbox, now: float) -> list[Message]:
+        out: list[Message] = []
+        rec = self._records.get(message.provider)
+        if rec is None:
+            return out
+        before = rec.view()
+        match message:
+            case AttemptSucceeded():
+                self._on_success(rec, message, now, out)
+            case ErrorClassified():
+                if message.penalize and rec.state in USABLE_STATES | DOWN_STATES:
+                    self._on_failure(rec, message, now, out, probe=False)
+            case HealthChecked():
+                self._on_health(rec, message, now, out)
+            case ProbeRequested():
+                if rec.state in ("cooldown", "unhealthy"):
+                    self._move(rec, "probing", message.reason, now, out)
+            case RestoreProvider():
+                if rec.state in DOWN_STATES:
+                    rec.failure_count = 0
+                    self._move(rec, "healthy", message.reason, now, out)
+            case DisableProvider():
+                rec.detail = "disabled by an admin"
+                self._move(rec, "disabled", "admin_disable", now, out)
+            case EnableProvider():
+                self._on_enable(rec, now, out)
+            case _:
+                assert_never(message)
+        if out or rec.view() != before:
+            out.append(self.snapshot(now))
+        return out
+
+    def _on_success(self, rec: _Record, message: AttemptSucceeded, now: float, out: list[Message]) -> None:
+        if rec.state in USABLE_STATES:
+            rec.failure_count = 0
+            self._move(rec, "healthy", "request_succeeded", now, out)
+        elif message.last_resort and rec.state in DOWN_STATES:
+            # Tried because nothing else could answer, and it answered:
+            # the evidence a probe would have brought, so it is back.
+            rec.failure_count = 0
+            self._move(rec, "healthy", "last_resort_succeeded", now, out)
+
+    def _on_health(self, rec: _Record, check: HealthChecked, now: float, out: list[Message]) -> None:
+        if check.probe and not check.ok and rec.state == "probing":
+            self._on_failure(rec, classify(check, self.policy), now, out, probe=True)
+        elif not check.probe and check.ok and check.tier in ("api", "full") and rec.state == "degraded":
+            rec.failure_count = 0
+            self._move(rec, "healthy", f"health_{check.tier}_ok", now, out)
+
+    def _on_enable(self, rec: _Record, now: float, out: list[Message]) -> None:
+        if rec.state != "disabled":
+            return
+        rec.detail = ""
+        if not rec.configured:
+            rec.detail = f"{rec.key_env} is not set"
+            self._move(rec, "unconfigured", "admin_enable", now, out)
+        elif rec.cooldown_until is not None and rec.cooldown_until > now:
+            self._move(rec, "cooldown", "admin_enable", now, out)
+        else:
+            rec.failure_count = 0
+            self._move(rec, "healthy", "admin_enable", now, out)

@@ -1,0 +1,206 @@
+"""Replay: a recorded incident through fresh actors, on a virtual clock, every time the same.
+
+::
+
+    from actors.replay import replay
+
+    result = replay("tests/incidents/groq-429-storm.jsonl")
+    assert result.matches, result.divergence
+    assert result.final_state["litellm"] == "healthy"
+
+The real actor classes (ErrorClassifier, PrioritySelector, RecoveryManager,
+MetricsCollector) are built as the supervisor builds them, from the log's
+``supervisor_started`` line, and their pure ``handle(message, now)`` is called
+directly: no network, no event loop, no waiting (:mod:`actors.replay_engine`).
+HealthMonitor is the one actor left out: all it decides is when to do I/O, and
+the results of that I/O are the ``health_checked`` inputs in the log.
+
+Two schedules:
+
+* **exact** (``replay(log)``): every actor gets its messages in the order the
+  live system delivered them, which the log records: a replayed decision is
+  placed where the log has the recorded one, and compared with it. Timers fire
+  at their deadlines. Races between concurrent requests replay as they happened.
+* **what if** (``replay(log, config=other)``): the same inputs under another
+  config, each one's consequences worked out before the next; where the other
+  config would have routed differently the inputs are adjusted
+  (:mod:`actors.whatif`). ``matches`` is False: there is nothing to match.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from actors.core.config import Config
+from actors.core.errors import EventLogError
+from actors.core.messages import ActorRestarted, Message, ProviderView, SupervisorStarted
+from actors.replay.engine import DECISIONS, Divergence, Run
+from actors.replay.eventlog import EventLog, read_log, replay_config
+from actors.replay.summary import Summary, Tally, TimelineEntry, timeline
+from actors.replay.whatif import what_if
+
+__all__ = ("Divergence", "ReplayResult", "replay")
+
+
+@dataclass
+class ReplayResult:
+    """What a replay decided, and whether that is what the log recorded."""
+
+    matches: bool
+    divergence: Divergence | None
+    decisions: list[Message]  # replayed decisions (and actor restarts), in order
+    recorded: list[Message]  # the log's decisions
+    timeline: list[TimelineEntry]  # replayed state changes and actor restarts
+    final_providers: dict[str, ProviderView]
+    summary: Summary  # of the replay
+    recorded_summary: Summary  # of the log, as recorded
+    config: Config
+    inputs: int = 0
+    mode: str = "exact"
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def final_state(self) -> dict[str, str]:
+        """Each provider's state at the end of the log."""
+        return {name: view.state for name, view in self.final_providers.items()}
+
+    @property
+    def events(self) -> int:
+        """Lines replayed (inputs and recorded decisions)."""
+        return self.inputs + len(self.recorded)
+
+
+def _exact(run: Run) -> list[Message]:
+    """Place each replayed decision where the log has the recorded one; return the recorded."""
+    pending: deque[tuple[Message, list[Message]]] = deque()
+    recorded: list[Message] = []
+    high = -float("inf")  # the latest input time seen: the live clock was at least this
+
+    def hold(batch: list[Message]) -> None:
+        # An unlogged message (a routing snapshot) was published right after the
+        # logged decision before it in the same batch: it travels with it.
+        carrier: list[Message] | None = None
+        for m in batch:
+            if type(m) in DECISIONS:
+                carrier = []
+                pending.append((m, carrier))
+            elif carrier is not None:
+                carrier.append(m)
+            else:
+                hold(run.current().deliver(m))
+
+    def place(m: Message, follow: list[Message]) -> None:
+        run.decided(m)
+        hold(run.current().deliver(m))
+        for extra in follow:
+            hold(run.current().deliver(extra))
+
+    def fire(until: float) -> None:
+        engine = run.current()
+        while (deadline := engine.due(until)) is not None:
+            hold(engine.tick(deadline))
+
+    def extra() -> None:
+        while pending:
+            m, follow = pending.popleft()
+            run.diverge(len(recorded), 0, None, m)
+            place(m, follow)
+
+    for line, message in enumerate(run.log.messages, start=2):
+        if isinstance(message, SupervisorStarted):
+            if run.engine is not None:
+                fire(high)
+                extra()
+            run.begin(message)
+            run.fed(message)
+            high = max(high, message.at)
+        elif type(message) in DECISIONS:
+            high = max(high, message.at)  # a decision's time was reached too
+            fire(high)
+            index = len(recorded)
+            recorded.append(message)
+            subject = (type(message), getattr(message, "provider", None))
+            found = next((i for i, (m, _) in enumerate(pending)
+                          if (type(m), getattr(m, "provider", None)) == subject), None)
+            if found is None:
+                run.diverge(index, line, message, pending[0][0] if pending else None)
+                continue
+            got, follow = pending[found]
+            del pending[found]
+            if not run.same(message, got):
+                run.diverge(index, line, message, got)
+            place(got, follow)
+        elif isinstance(message, ActorRestarted):
+            run.decided(message)  # its lost message is skipped when delivered
+        else:
+            high = max(high, message.at)
+            fire(high)
+            engine = run.current()
+            engine.at(message.at)
+            run.fed(message)
+            hold(engine.deliver(message))
+    fire(high)
+    extra()
+    return recorded
+
+
+def replay(
+    log: EventLog | str | os.PathLike[str] | Iterable[str | bytes],
+    config: Config | None = None,
+) -> ReplayResult:
+    """Replay a log (a path, its lines, or a read :class:`EventLog`) and compare.
+
+    Without ``config`` the log's own config (from its header) is used and the
+    schedule is exact. With one, the result is what that config would have
+    decided; compare ``result.summary`` with ``result.recorded_summary``.
+    Raises :class:`~actors.errors.EventLogError` for a log that can't be read.
+    """
+    if not isinstance(log, EventLog):
+        log = read_log(log)
+    header = log.header
+    notes: list[str] = []
+    mode = "exact" if config is None else "what-if"
+    if config is None:
+        if header.config is None:
+            raise EventLogError("its header has no config; pass config= to replay it", path=log.path, line=1)
+        config = replay_config(header.config, header.configured, source=f"{log.path} (header)")
+    tolerance = 1.0 if header.migrated_from == 1 else 0.0
+    if tolerance:
+        notes.append("a schema-1 log: its decisions were dated when handled, so times match within 1 s")
+    run = Run(log, config, tolerance=tolerance)
+    if mode == "exact":
+        recorded = _exact(run)
+    else:
+        recorded = [m for m in log.messages if type(m) in DECISIONS]
+        notes.extend(what_if(run))
+    engine = run.current()
+    end = max(engine.now, max((m.at for m in log.messages), default=engine.now))
+    return ReplayResult(
+        matches=mode == "exact" and run.divergence is None,
+        divergence=run.divergence,
+        decisions=run.decisions,
+        recorded=recorded,
+        timeline=timeline(run.decisions),
+        final_providers={v.name: v for v in engine.selector.snapshot(end).providers},
+        summary=run.tally.finish(end),
+        recorded_summary=_as_recorded(log, end),
+        config=config,
+        inputs=run.inputs,
+        mode=mode,
+        notes=notes,
+    )
+
+
+def _as_recorded(log: EventLog, end: float) -> Summary:
+    tally = Tally()
+    for m in log.messages:
+        if isinstance(m, SupervisorStarted):
+            tally.start(m.at, {v.name: v.state for v in m.providers})
+        elif type(m) in DECISIONS or isinstance(m, ActorRestarted):
+            tally.decision(m)
+        else:
+            tally.input(m)
+    return tally.finish(end)

@@ -1,0 +1,253 @@
+"""The exported event log: JSON lines, one header, then one tagged message per line.
+
+::
+
+    {"format": "provider-fallback-events", "schema_version": 2, "exported_at": ..., "config": {...}, ...}
+    {"type": "supervisor_started", "at": 1800000000.0, "providers": [...]}
+    {"type": "attempt_failed", "at": 1800000001.5, "provider": "litellm", "status": 503, ...}
+    {"type": "error_classified", ...}
+
+Each message line is exactly what the state file stores
+(:func:`~actors.messages.encode_message`), so exporting a million events
+copies bytes and decodes nothing. The header names the schema version and the
+config the log ran under, without secrets: API keys, the admin token and
+client keys live in environment variables and are never in a :class:`Config`'s
+public form; header values are masked and credentials in a URL are dropped.
+
+Reading is strict and says where it broke: a corrupt or truncated line is an
+:class:`~actors.errors.EventLogError` naming the file and the line. A log from
+an older schema version is migrated line by line; a newer one is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator
+from typing import IO, Any, get_args
+
+import msgspec
+
+from actors.core.config import Config, parse_config
+from actors.core.errors import EventLogError
+from actors.core.messages import SCHEMA_VERSION, LoggedMessage
+from actors.core.public_config import CONFIG_META, public_config
+from actors.core.states import Category, Tier
+from actors.edges.store.store import Store
+
+__all__ = ("CONFIG_META", "FORMAT", "MIGRATIONS", "EventLog", "LogHeader", "export_events", "read_log",
+           "replay_config")
+
+FORMAT = "provider-fallback-events"
+
+
+class LogHeader(msgspec.Struct, kw_only=True, omit_defaults=True):
+    """The first line of an exported log."""
+
+    format: str
+    schema_version: int
+    exported_at: float = 0.0
+    source: str = ""
+    config: dict[str, Any] | None = None  # public_config(): no secrets
+    configured: list[str] | None = None  # providers whose key variable was set
+    filters: dict[str, Any] = {}
+    migrated_from: int | None = None  # set when read: the version it was written in
+
+
+class EventLog(msgspec.Struct, kw_only=True):
+    """A log read into memory: its header, and its messages in logged order."""
+
+    header: LogHeader
+    messages: list[LoggedMessage]
+    path: str = "<log>"
+
+
+# ---------------------------------------------------------------- config, without secrets
+
+
+def replay_config(data: dict[str, Any], configured: Iterable[str] | None, *, source: str) -> Config:
+    """Rebuild a config from its public form; ``configured`` providers get a placeholder key."""
+    names = set(configured) if configured is not None else None
+    env = {
+        p["api_key_env"]: "replay"
+        for p in data.get("providers", ())
+        if isinstance(p, dict) and p.get("api_key_env") and (names is None or p.get("name") in names)
+    }
+    return parse_config(data, env=env, source=source)
+
+
+# ---------------------------------------------------------------- export
+
+
+async def export_events(
+    state_path: str | os.PathLike[str],
+    out: IO[bytes],
+    *,
+    config: Config | None = None,
+    since: float | None = None,
+    until: float | None = None,
+    provider: str | None = None,
+) -> int:
+    """Write the header and the events of the state file to ``out``; return how many.
+
+    The state file is opened read-only (safe beside a running service) and read
+    in pages, so memory stays flat however long the log. ``since`` is moved back
+    to the last supervisor start at or before it, so that a replay knows the
+    provider state the excerpt began from. ``provider`` keeps that provider's
+    events and the ones that concern no single provider (starts, restarts).
+    The header's config is the one the service last ran under, else ``config``.
+    """
+    store = await Store.open(state_path, readonly=True)
+    try:
+        recorded = await store.get_meta(CONFIG_META)
+        payload: dict[str, Any] = msgspec.json.decode(recorded) if recorded else {}
+        if not payload and config is not None:
+            payload = {"config": public_config(config),
+                       "configured": [p.name for p in config.providers if p.configured]}
+        start = since
+        if since is not None:
+            starts = await store.events(types=["supervisor_started"], until=since, limit=1_000_000)
+            if starts:
+                start = starts[-1].at
+        header = LogHeader(
+            format=FORMAT, schema_version=SCHEMA_VERSION, exported_at=time.time(),
+            source=os.path.basename(os.fspath(state_path)), config=payload.get("config"),
+            configured=payload.get("configured"),
+            filters={k: v for k, v in (("since", start), ("until", until), ("provider", provider))
+                     if v is not None},
+        )
+        out.write(msgspec.json.encode(header) + b"\n")
+        count = 0
+        async for event in store.iter_events(since=start, until=until, batch=20_000):
+            if provider is not None and event.provider not in (None, provider):
+                continue
+            out.write(event.data)
+            out.write(b"\n")
+            count += 1
+        return count
+    finally:
+        await store.close()
+
+
+# ---------------------------------------------------------------- reading
+
+_decoder: msgspec.json.Decoder[LoggedMessage] = msgspec.json.Decoder(LoggedMessage)
+_header_decoder = msgspec.json.Decoder(LogHeader)
+_tags = frozenset(str(t.__struct_config__.tag) for t in LoggedMessage.__args__)
+
+
+def _from_v1(line: dict[str, Any]) -> dict[str, Any]:
+    """Schema 1 -> 2: only fields with defaults were added; the lines read as they are."""
+    return line
+
+
+_CATEGORIES = frozenset(get_args(Category))
+_TIERS = frozenset(get_args(Tier))
+_CAUSED = frozenset({"degraded", "cooldown", "unhealthy"})
+
+
+def _from_v2(line: dict[str, Any]) -> dict[str, Any]:
+    """Schema 2 -> 3: the facts version 2 kept in text become the typed fields that replace them.
+
+    ``error_classified`` on a health check had the request id ``health-<tier>``:
+    now ``check``. ``provider_state_changed`` into a failure state had the
+    category, or ``probe_failed:<category>``, as its reason: now ``cause`` and ``probe``.
+    """
+    kind = line.get("type")
+    if kind == "error_classified":
+        request_id = str(line.get("request_id", ""))
+        tier = request_id.removeprefix("health-")
+        if request_id.startswith("health-") and tier in _TIERS:
+            line["check"] = tier
+    elif kind == "provider_state_changed" and line.get("new") in _CAUSED:
+        reason = str(line.get("reason", ""))
+        probe = reason.startswith("probe_failed:")
+        cause = reason.removeprefix("probe_failed:")
+        if cause in _CATEGORIES:
+            line["cause"] = cause
+        if probe:
+            line["probe"] = True
+    return line
+
+
+#: version -> the function that lifts one line of that version to the next.
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1, 2: _from_v2}
+
+
+def _lines(source: str | os.PathLike[str] | Iterable[str | bytes]) -> Iterator[bytes]:
+    if isinstance(source, str | os.PathLike):
+        with open(source, "rb") as f:
+            yield from f
+    else:
+        for line in source:
+            yield line.encode() if isinstance(line, str) else line
+
+
+def read_log(source: str | os.PathLike[str] | Iterable[str | bytes], *, path: str | None = None) -> EventLog:
+    """Read an exported log (a path, or lines); raise EventLogError naming the line that broke."""
+    where = path or (os.fspath(source) if isinstance(source, str | os.PathLike) else "<log>")
+    try:
+        lines = _lines(source)
+        first = next(lines, None)
+    except OSError as exc:
+        raise EventLogError(f"cannot read it: {exc.strerror or exc}", path=where) from None
+    if first is None or not first.strip():
+        raise EventLogError("is empty: an exported log starts with a header line", path=where, line=1)
+    try:
+        header = _header_decoder.decode(first)
+    except msgspec.DecodeError as exc:
+        raise EventLogError(f"not a provider-fallback event log header ({exc})", path=where,
+                            line=1) from None
+    if header.format != FORMAT:
+        raise EventLogError(f"format is {header.format!r}, expected {FORMAT!r}", path=where, line=1)
+    version = header.schema_version
+    if version > SCHEMA_VERSION:
+        raise EventLogError(
+            f"written with schema version {version}; this provider-fallback reads versions up to"
+            f" {SCHEMA_VERSION}: upgrade provider-fallback to replay it", path=where, line=1)
+    steps = [MIGRATIONS.get(v) for v in range(version, SCHEMA_VERSION)]
+    if None in steps:
+        raise EventLogError(
+            f"written with schema version {version}, which can't be migrated to {SCHEMA_VERSION}"
+            f" (migrations exist from versions {sorted(MIGRATIONS)})", path=where, line=1)
+    if version != SCHEMA_VERSION:
+        header.migrated_from = version
+    messages: list[LoggedMessage] = []
+    number = 1
+    try:
+        for number, line in enumerate(lines, start=2):
+            if not line.strip():
+                continue
+            messages.append(_decode_line(line, steps, where, number))
+    except OSError as exc:
+        raise EventLogError(f"cannot read it: {exc.strerror or exc}", path=where, line=number) from None
+    return EventLog(header=header, messages=messages, path=where)
+
+
+def _decode_line(line: bytes, steps: list[Any], where: str, number: int) -> LoggedMessage:
+    try:
+        if not steps:
+            return _decoder.decode(line)
+        raw = msgspec.json.decode(line)
+        for step in steps:
+            raw = step(raw)
+        message: LoggedMessage = msgspec.convert(raw, LoggedMessage)
+        return message
+    except (msgspec.DecodeError, msgspec.ValidationError) as exc:
+        text = str(exc)
+        if not line.endswith(b"\n") and isinstance(exc, msgspec.DecodeError):
+            why = f"truncated: the file ends in the middle of an event ({text})"
+        elif "Invalid value" in text and "$.type" in text:
+            tag = _tag_of(line)
+            why = f"unknown event type {tag!r} (known: {', '.join(sorted(_tags))})"
+        else:
+            why = f"not a valid event: {text}"
+        raise EventLogError(why, path=where, line=number) from None
+
+
+def _tag_of(line: bytes) -> str:
+    try:
+        raw = msgspec.json.decode(line)
+    except msgspec.DecodeError:
+        return "?"
+    return str(raw.get("type")) if isinstance(raw, dict) else "?"

@@ -1,0 +1,75 @@
+"""How attempts end, told to the bus: the one thing the request path and its streams share.
+
+:class:`Reporter` is the narrow piece a :class:`~actors.runtime.replies.ChatStream`
+needs from the request path: the clock, the bus and the routing policy, to
+tell a success or classify and tell a failure. It holds no request state.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from actors.core.actor import Bus
+from actors.core.clock import Clock
+from actors.core.config import RoutingConfig
+from actors.core.errors import Attempt
+from actors.core.messages import AttemptFailed, AttemptSucceeded
+from actors.core.states import Action, Category
+from actors.edges.providers.base import UpstreamFailure
+from actors.policy.error_classifier import classify
+
+__all__ = ("FailureReport", "Reporter")
+
+
+@dataclass(frozen=True, slots=True)
+class FailureReport:
+    """One failed attempt: the record for the caller, the logged message, and what to do next."""
+
+    attempt: Attempt
+    message: AttemptFailed
+    category: Category
+    action: Action
+    cooldown_s: float
+
+
+class Reporter:
+    """Tells the bus how each attempt ended; classifies failures on the spot."""
+
+    __slots__ = ("bus", "clock", "routing")
+
+    def __init__(self, *, clock: Clock, bus: Bus, routing: RoutingConfig) -> None:
+        self.clock = clock
+        self.bus = bus
+        self.routing = routing
+
+    def succeeded(self, *, provider: str, model: str, request_id: str, latency_ms: float,
+                  stream: bool = False, last_resort: bool = False) -> None:
+        self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=provider, model=model,
+                                       request_id=request_id, latency_ms=round(latency_ms, 3),
+                                       stream=stream, last_resort=last_resort))
+
+    def failed(self, provider: str, model: str, request_id: str, failure: UpstreamFailure, tries: int,
+               started: float, *, stream: bool = False, last_resort: bool = False) -> FailureReport:
+        """Tell the bus; return the attempt record, the message, the action and the cooldown."""
+        latency = round((time.perf_counter() - started) * 1000.0, 3)
+        msg = AttemptFailed(
+            at=self.clock.now(),
+            provider=provider,
+            model=model,
+            request_id=request_id,
+            kind=failure.kind,
+            latency_ms=latency,
+            status=failure.status,
+            code=failure.code,
+            message=failure.message[:500],
+            retry_after_s=failure.retry_after_s,
+            attempt=tries,
+            stream=stream,
+            last_resort=last_resort,
+        )
+        self.bus.tell(msg)
+        verdict = classify(msg, self.routing)
+        attempt = Attempt(provider, failure.status, verdict.category, msg.message, latency)
+        return FailureReport(attempt=attempt, message=msg, category=verdict.category, action=verdict.action,
+                             cooldown_s=verdict.cooldown_s)

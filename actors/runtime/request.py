@@ -1,0 +1,315 @@
+"""The request path: one chat completion, tried across providers until one answers.
+
+It reads the latest :class:`RoutingSnapshot` (no actor round-trip), tells
+each attempt's outcome to the bus without waiting, and decides retry /
+fall back / return on the spot with the same pure :func:`classify` the
+ErrorClassifier actor applies. Budgets: a per-attempt timeout (the
+provider's ``timeout_s``), one end-to-end ``request_deadline_s``, and
+``max_attempts`` tries, retries included.
+
+When every candidate is out of routing it does not fail at once. First, with
+``routing.last_resort`` on (the default), it tries a provider that is down
+after a transient fault (5xx, timeout, connection, garbage) and that this
+request has not tried yet, the one whose cooldown ends first: failing for
+sure is worse than trying. A provider down for a reason that will not pass
+by itself (401/403, 404, quota) is not tried; one whose 429 asked for a
+wait is tried once the wait is over, and a request waits for that when it
+is at most ``rate_limit_max_wait_s``.
+Otherwise it waits for the routing snapshot to bring one back (a
+finished cooldown and a successful probe) as long as the soonest recovery
+falls inside the deadline. No user request is sent to test a provider.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import anyio
+
+from actors.core.actor import Bus
+from actors.core.clock import Clock
+from actors.core.config import Config, ProviderConfig
+from actors.core.errors import (
+    AllProvidersFailedError,
+    Attempt,
+    UnknownModelError,
+    UpstreamRejectedError,
+)
+from actors.core.messages import FallbackTriggered, ProviderView, RoutingSnapshot
+from actors.core.states import DOWN_STATES, TRANSIENT_CATEGORIES, USABLE_STATES, Category
+from actors.edges.providers.base import Adapter, UpstreamFailure
+from actors.runtime.outcomes import Reporter
+from actors.runtime.replies import ChatReply, ChatStream
+
+__all__ = ("Choice", "NextTry", "RequestPath")
+
+
+@dataclass(frozen=True, slots=True)
+class Choice:
+    """What routing offers a request now."""
+
+    best: str | None  # the best usable provider (None: none now)
+    soonest: float  # when one may be back (math.inf: never within reach)
+    spare: str | None  # a provider down after a transient fault, worth a last-resort try
+
+
+@dataclass(frozen=True, slots=True)
+class NextTry:
+    """The next attempt of a request."""
+
+    name: str
+    provider: ProviderConfig
+    deadline: float  # this attempt's end, on the clock
+    started: float  # time.perf_counter() at its start
+
+
+@dataclass(frozen=True, slots=True)
+class _Fallback:
+    origin: str
+    category: Category
+    reason: str
+
+
+def _may_pass(view: ProviderView, now: float) -> bool:
+    """Whether a provider that routing has down is still worth a last-resort try."""
+    err = view.last_error
+    if err is None:
+        return False
+    if err.category == "rate_limit":  # worth it once the wait it asked for is over
+        return err.retry_at is not None and err.retry_at <= now
+    return err.category in TRANSIENT_CATEGORIES
+
+
+class RequestPath:
+    """Sends one request to the best provider, falling back as the matrix says."""
+
+    def __init__(
+        self,
+        config: Config,
+        adapters: Mapping[str, Adapter],
+        *,
+        clock: Clock,
+        bus: Bus,
+        snapshot: Callable[[], RoutingSnapshot],
+        changed: Callable[[], anyio.Event],
+    ) -> None:
+        self.config = config
+        self.adapters = adapters
+        self.clock = clock
+        self.bus = bus
+        self.reporter = Reporter(clock=clock, bus=bus, routing=config.routing)
+        self._snapshot = snapshot
+        self._changed = changed
+        self._ids = itertools.count(1)
+        self._prefix = secrets.token_hex(3)
+        self._serving: dict[str, dict[str, ProviderConfig]] = {}
+        for p in config.providers:
+            for logical in p.models:
+                self._serving.setdefault(logical, {})[p.name] = p
+
+    def new_request_id(self) -> str:
+        return f"req-{self._prefix}-{next(self._ids)}"
+
+    def serving(self, model: str) -> dict[str, ProviderConfig]:
+        found = self._serving.get(model)
+        if found is None:
+            raise UnknownModelError(model, list(self._serving))
+        return found
+
+    # -- choosing -----------------------------------------------------------
+    def _choose(self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float],
+                now: float) -> Choice:
+        """The best usable provider now, or None, when one may come back, and a last resort."""
+        soonest = math.inf
+        spare: tuple[float, str] | None = None
+        last_resort = self.config.routing.last_resort
+        for view in self._snapshot().providers:
+            if view.name not in serving:
+                continue
+            until = blocked.get(view.name, 0.0)
+            if view.state in USABLE_STATES:
+                if until <= now:
+                    return Choice(view.name, now, None)
+                soonest = min(soonest, until)
+            elif view.state in DOWN_STATES:
+                back = view.cooldown_until or now
+                soonest = min(soonest, max(back, until, now))
+                if not last_resort or view.name in blocked:
+                    continue
+                if _may_pass(view, now):
+                    if spare is None or back < spare[0]:
+                        spare = (back, view.name)
+                elif (err := view.last_error) is not None and err.retry_at is not None and \
+                        err.retry_at - now <= self.config.routing.rate_limit_max_wait_s:
+                    soonest = min(soonest, err.retry_at)  # a short Retry-After: worth waiting out
+        return Choice(None, soonest, spare[1] if spare is not None else None)
+
+    async def _pick(
+        self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], deadline: float
+    ) -> tuple[str | None, bool]:
+        """The provider to try next and whether it is a last resort (None: nothing can answer)."""
+        while True:
+            now = self.clock.now()
+            choice = self._choose(serving, blocked, now)
+            if choice.best is not None:
+                return choice.best, False
+            if choice.spare is not None:
+                return choice.spare, True
+            soonest = choice.soonest
+            if soonest > deadline:
+                return None, False
+            # Wait for routing to bring one back (cooldown over and probe passed),
+            # or for a provider this request set aside to be worth a new try.
+            wake = min(deadline, max(soonest, now)) if soonest > now else deadline
+            changed = self._changed()
+            with self.clock.move_on_at(wake):
+                await changed.wait()
+            if self.clock.now() >= deadline:
+                return None, False
+
+    # -- reporting ----------------------------------------------------------
+    def no_provider_reason(self, serving: Mapping[str, ProviderConfig]) -> str:
+        views = {v.name: v for v in self._snapshot().providers}
+        parts = []
+        for name in serving:
+            view = views.get(name)
+            if view is not None and view.state not in USABLE_STATES:
+                detail = f": {view.detail}" if view.detail else ""
+                parts.append(f"{name} is {view.state}{detail}")
+        return "; ".join(parts)
+
+    # -- the loop ---------------------------------------------------------
+    async def complete(self, body: dict[str, Any], model: str) -> ChatReply:
+        """One non-streamed chat completion, with failover."""
+        plan = _Plan(self, model, stream=False)
+        while True:
+            step = await plan.next()
+            name, provider, started = step.name, step.provider, step.started
+            failure: UpstreamFailure | None = None
+            with self.clock.move_on_at(step.deadline) as scope:
+                try:
+                    raw = await self.adapters[name].complete(body, provider.models[model])
+                except UpstreamFailure as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = UpstreamFailure("timeout", f"no answer within {provider.timeout_s:g} s")
+            if failure is not None:
+                plan.failed(name, failure, started)
+                continue
+            latency = (time.perf_counter() - started) * 1000.0
+            self.reporter.succeeded(provider=name, model=model, request_id=plan.request_id,
+                                    latency_ms=latency, last_resort=name in plan.last_resort)
+            return ChatReply(provider=name, model=model, raw=raw, attempt_log=plan.log,
+                             latency_ms=latency)
+
+    async def open_stream(self, body: dict[str, Any], model: str) -> ChatStream:
+        """Connect a streamed completion, failing over until a first chunk arrives."""
+        plan = _Plan(self, model, stream=True)
+        while True:
+            step = await plan.next()
+            name, provider, started = step.name, step.provider, step.started
+            failure: UpstreamFailure | None = None
+            stack = AsyncExitStack()
+            first: bytes | None = None
+            with self.clock.move_on_at(step.deadline) as scope:
+                try:
+                    chunks = await stack.enter_async_context(
+                        self.adapters[name].stream(body, provider.models[model])
+                    )
+                    first = await chunks.__anext__()
+                except StopAsyncIteration:
+                    failure = UpstreamFailure("stream_cut", "the stream ended before its first chunk")
+                except UpstreamFailure as exc:
+                    failure = exc
+            if scope.cancelled_caught:
+                failure = UpstreamFailure("timeout", f"no first chunk within {provider.timeout_s:g} s")
+            stream: ChatStream | None = None
+            if failure is None and first is not None:
+                stream = ChatStream(self.reporter, idle_timeout_s=self.config.routing.stream_idle_timeout_s,
+                                    provider=name, model=model, request_id=plan.request_id,
+                                    first=first, chunks=chunks, stack=stack, attempt_log=plan.log,
+                                    started=started, last_resort=name in plan.last_resort)
+                try:
+                    stream.collect(first)
+                except UpstreamFailure as exc:
+                    failure, stream = exc, None
+            if stream is not None:
+                return stream
+            await stack.aclose()
+            plan.failed(name, failure or UpstreamFailure("stream_cut", "no first chunk"), started)
+
+
+class _Plan:
+    """One request's journey: which provider next, what each failure means."""
+
+    def __init__(self, path: RequestPath, model: str, *, stream: bool) -> None:
+        self.path = path
+        self.model = model
+        self.stream = stream
+        self.serving = path.serving(model)
+        self.request_id = path.new_request_id()
+        self.deadline = path.clock.now() + path.config.routing.request_deadline_s
+        self.log: list[Attempt] = []
+        self._blocked: dict[str, float] = {}
+        self._tries: dict[str, int] = {}
+        self._retry: str | None = None
+        self._fallback_from: _Fallback | None = None
+        #: Providers this request tried although routing had them down (see the module doc).
+        self.last_resort: set[str] = set()
+
+    async def next(self) -> NextTry:
+        """The next provider to try; raises AllProvidersFailedError when there is none."""
+        path, routing = self.path, self.path.config.routing
+        name: str | None = None
+        if len(self.log) < routing.max_attempts:
+            if self._retry is not None:
+                name = self._retry
+            else:
+                name, spare = await path._pick(self.serving, self._blocked, self.deadline)
+                if name is not None and spare:
+                    self.last_resort.add(name)
+        self._retry = None
+        if (fallback := self._fallback_from) is not None:
+            self._fallback_from = None
+            path.bus.tell(FallbackTriggered(at=path.clock.now(), request_id=self.request_id,
+                                            from_provider=fallback.origin, to_provider=name,
+                                            category=fallback.category, reason=fallback.reason))
+        if name is None:
+            raise AllProvidersFailedError(self.model, self.log, self._reason())
+        self._tries[name] = self._tries.get(name, 0) + 1
+        provider = self.serving[name]
+        now = path.clock.now()
+        return NextTry(name, provider, min(now + provider.timeout_s, self.deadline), time.perf_counter())
+
+    def failed(self, name: str, failure: UpstreamFailure, started: float) -> None:
+        """Record a failure and decide: retry, set the provider aside, or give up."""
+        report = self.path.reporter.failed(
+            name, self.model, self.request_id, failure, self._tries[name], started,
+            stream=self.stream, last_resort=name in self.last_resort,
+        )
+        self.log.append(report.attempt)
+        if report.action == "return":
+            raise UpstreamRejectedError(name, failure.status or 400, failure.message, failure.body)
+        if report.action == "retry" and self.path.clock.now() < self.deadline:
+            self._retry = name
+            return
+        now = self.path.clock.now()
+        self._blocked[name] = now + report.cooldown_s if report.cooldown_s > 0 else math.inf
+        self._fallback_from = _Fallback(name, report.category, report.message.message[:200])
+
+    def _reason(self) -> str:
+        routing = self.path.config.routing
+        if len(self.log) >= routing.max_attempts:
+            return f"max_attempts ({routing.max_attempts}) reached"
+        if self.path.clock.now() >= self.deadline:
+            return f"request deadline ({routing.request_deadline_s:g} s) reached"
+        if not self.log:
+            return self.path.no_provider_reason(self.serving)
+        return "no other provider can serve it within the deadline"

@@ -1,0 +1,100 @@
+"""The status view: routing and metrics snapshots turned into the /status JSON.
+
+Pure functions of immutable snapshots, shared by ``Supervisor.status()``,
+the gateway's ``/status`` and ``run.py status`` (which builds it from the
+SQLite file when the service is down).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from actors.core.config import Config
+from actors.core.messages import LastError, MetricsSnapshot, ProviderMetrics, RoutingSnapshot
+from actors.core.stats import percentile
+
+__all__ = ("build_status", "iso", "metrics_view")
+
+
+def iso(ts: float | None) -> str | None:
+    """Epoch seconds as an ISO-8601 UTC string (``2026-11-22T10:00:00Z``)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _round(value: float | None, digits: int = 2) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def metrics_view(m: ProviderMetrics) -> dict[str, Any]:
+    """One provider's metrics as /status shows them."""
+    lat = m.latencies_ms
+    return {
+        "requests_total": m.requests_total,
+        "requests_success": m.requests_success,
+        "requests_failed": m.requests_failed,
+        "avg_latency_ms": _round(sum(lat) / len(lat)) if lat else None,
+        "p50_latency_ms": _round(percentile(lat, 50)),
+        "p95_latency_ms": _round(percentile(lat, 95)),
+        "p99_latency_ms": _round(percentile(lat, 99)),
+        # The share of attempts that succeeded, as the original skill defines uptime.
+        "uptime_percent": _round(100.0 * m.requests_success / m.requests_total)
+        if m.requests_total
+        else None,
+        "failures_by_category": dict(m.failures_by_category),
+        "last_success": iso(m.last_success),
+        "last_failure": iso(m.last_failure),
+    }
+
+
+def _last_error(err: LastError | None) -> dict[str, Any] | None:
+    if err is None:
+        return None
+    return {"category": err.category, "status": err.status, "message": err.message, "at": iso(err.at),
+            "retry_at": iso(err.retry_at) if err.retry_at is not None else None}
+
+
+def build_status(
+    config: Config, routing: RoutingSnapshot, metrics: MetricsSnapshot | None, now: float
+) -> dict[str, Any]:
+    """The /status document (DESIGN.md), plus a few fields operators asked for."""
+    models = {p.name: p.models for p in config.providers}
+    providers: dict[str, Any] = {}
+    for view in routing.providers:
+        m = metrics.providers.get(view.name) if metrics else None
+        remaining = None
+        if view.cooldown_until is not None and view.state in ("cooldown", "unhealthy"):
+            remaining = round(max(0.0, view.cooldown_until - now), 1)
+        providers[view.name] = {
+            "state": view.state,
+            "priority": view.priority,
+            "models": dict(models.get(view.name, {})),
+            "cooldown_until": iso(view.cooldown_until),
+            "cooldown_remaining_s": remaining,
+            "cooldown_level": view.cooldown_level,
+            "failure_count": view.failure_count,
+            "detail": view.detail or None,
+            "last_error": _last_error(view.last_error),
+            "metrics": metrics_view(m or ProviderMetrics()),
+        }
+    recoveries = metrics.recovery_times_s if metrics else ()
+    return {
+        "providers": providers,
+        "fallback_events_last_24h": metrics.fallbacks_last_24h if metrics else 0,
+        "avg_recovery_time_seconds": _round(sum(recoveries) / len(recoveries), 1) if recoveries else None,
+        "fallbacks_total": dict(metrics.fallbacks_total) if metrics else {},
+        "recent_fallbacks": [
+            {
+                "at": iso(f.at),
+                "from": f.from_provider,
+                "to": f.to_provider,
+                "category": f.category,
+                "reason": f.reason,
+                "request_id": f.request_id,
+            }
+            for f in (metrics.recent_fallbacks[-10:] if metrics else ())
+        ],
+        "generated_at": iso(now),
+    }

@@ -1,0 +1,83 @@
+"""One wiring of the five actors, shared by the Supervisor and replay.
+
+:func:`build_actors` makes the actors from a config and the provider state a
+run starts from, exactly as a live supervisor does; replay calls it too, so
+the actors it replays are built the way the ones it reproduces were.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from actors.core.actor import Actor
+from actors.core.clock import Clock
+from actors.core.config import Config
+from actors.core.messages import FallbackTriggered, ProviderMetrics, ProviderView, RoutingSnapshot
+from actors.policy.error_classifier import ErrorClassifier
+from actors.policy.health_monitor import HealthMonitor
+from actors.policy.metrics_collector import MetricsCollector
+from actors.policy.priority_selector import PrioritySelector
+from actors.policy.recovery_manager import RecoveryManager
+
+__all__ = ("Actors", "Restored", "build_actors")
+
+
+@dataclass(frozen=True)
+class Restored:
+    """What a run starts from: provider state and metrics (from the state file, or a log's start line)."""
+
+    providers: dict[str, ProviderView] = field(default_factory=dict)
+    metrics: dict[str, ProviderMetrics] = field(default_factory=dict)
+    fallbacks: tuple[FallbackTriggered, ...] = ()  # of the last 24 h, oldest first
+    fallbacks_total: dict[str, int] = field(default_factory=dict)
+    recovery_times: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class Actors:
+    """The five actors of one run, and the routing snapshot they start from."""
+
+    classifier: ErrorClassifier
+    selector: PrioritySelector
+    recovery: RecoveryManager
+    health: HealthMonitor
+    metrics: MetricsCollector
+    start: RoutingSnapshot
+
+    def all(self) -> list[Actor[Any]]:
+        """In the order the supervisor starts them."""
+        return [self.classifier, self.selector, self.recovery, self.health, self.metrics]
+
+    def deciders(self) -> list[Actor[Any]]:
+        """The actors whose decisions replay checks (the health monitor's results are logged inputs)."""
+        return [self.classifier, self.selector, self.recovery, self.metrics]
+
+
+def build_actors(config: Config, *, clock: Clock, restored: Restored | None = None) -> Actors:
+    """The actors for ``config``, starting from ``restored`` (nothing: every provider fresh)."""
+    restored = restored or Restored()
+    selector = PrioritySelector(config.providers, config.routing, clock=clock, restored=restored.providers)
+    start = selector.snapshot(clock.now())
+    health = config.health
+    fallbacks: Iterable[FallbackTriggered] = restored.fallbacks
+    return Actors(
+        classifier=ErrorClassifier(config.routing, clock=clock),
+        selector=selector,
+        recovery=RecoveryManager(start.providers, probe_timeout_s=health.timeout_of(health.probe_tier),
+                                 clock=clock),
+        health=HealthMonitor(config.providers, health, states={v.name: v.state for v in start.providers},
+                             clock=clock),
+        metrics=MetricsCollector(
+            [p.name for p in config.providers],
+            latency_window=config.metrics.latency_window,
+            clock=clock,
+            restored=restored.metrics,
+            fallbacks=list(fallbacks)[-50:],
+            fallbacks_total=restored.fallbacks_total,
+            fallback_times=[m.at for m in restored.fallbacks],
+            recovery_times=restored.recovery_times,
+        ),
+        start=start,
+    )
