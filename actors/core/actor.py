@@ -53,6 +53,14 @@ class Envelope:
 
 Item = Message | Envelope
 Sink = Callable[[Message], None]
+Wants = Callable[[Message], bool]
+
+
+_Route = tuple[MemoryObjectSendStream[Any], Wants]
+
+
+def _always(message: Message) -> bool:
+    return True
 
 
 @dataclass
@@ -67,14 +75,19 @@ class Bus:
     """
 
     log_sink: Sink | None = None
-    _routes: dict[type[Message], list[MemoryObjectSendStream[Any]]] = field(default_factory=dict)
+    _routes: dict[type[Message], list[_Route]] = field(default_factory=dict)
     _sinks: dict[type[Message], list[Sink]] = field(default_factory=dict)
     dropped: int = 0
 
-    def subscribe(self, types: Iterable[type[Message]], inbox: MemoryObjectSendStream[Any]) -> None:
-        """Deliver messages of ``types`` to ``inbox`` (the send side of someone's inbox)."""
+    def subscribe(self, types: Iterable[type[Message]], inbox: MemoryObjectSendStream[Any],
+                  wants: Wants = _always) -> None:
+        """Deliver messages of ``types`` for which ``wants(message)`` to ``inbox`` (someone's send side).
+
+        ``wants`` looks at the message alone, never at the receiver's state, so
+        replay can make the same choice from the log.
+        """
         for t in types:
-            self._routes.setdefault(t, []).append(inbox)
+            self._routes.setdefault(t, []).append((inbox, wants))
 
     def listen(self, types: Iterable[type[Message]], sink: Sink) -> None:
         """Call ``sink`` synchronously for each message of these types (no actor)."""
@@ -90,7 +103,9 @@ class Bus:
     def tell(self, message: Message) -> None:
         """Deliver without waiting; a full inbox drops the copy for it (counted, logged)."""
         self._record(message)
-        for inbox in self._routes.get(type(message), ()):
+        for inbox, wants in self._routes.get(type(message), ()):
+            if not wants(message):
+                continue
             try:
                 inbox.send_nowait(message)
             except anyio.WouldBlock:
@@ -103,7 +118,9 @@ class Bus:
     async def publish(self, message: Message) -> None:
         """Deliver, waiting for room in full inboxes."""
         self._record(message)
-        for inbox in self._routes.get(type(message), ()):
+        for inbox, wants in self._routes.get(type(message), ()):
+            if not wants(message):
+                continue
             try:
                 inbox.send_nowait(message)  # the common case, without a trip through the loop
             except anyio.WouldBlock:
@@ -144,7 +161,7 @@ class Actor(ABC, Generic[In]):
             raise RuntimeError(f"{self.name} is already connected")
         self.bus = bus
         self._send, self._receive = anyio.create_memory_object_stream[Item](self.inbox_size)
-        bus.subscribe(self.accepts, self._send)
+        bus.subscribe(self.accepts, self._send, self.wants)
 
     def _inbox(self) -> MemoryObjectReceiveStream[Item]:
         if self._receive is None:
@@ -160,6 +177,11 @@ class Actor(ABC, Generic[In]):
     @abstractmethod
     def handle(self, message: In, now: float) -> list[Message]:
         """Decide: update state, return the messages to publish. No I/O."""
+
+    @staticmethod
+    def wants(message: Message) -> bool:
+        """Whether the bus delivers this message of an accepted type (judged on the message alone)."""
+        return True
 
     def next_deadline(self) -> float | None:
         """When this actor next wants a :class:`Tick` (None: never)."""

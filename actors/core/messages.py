@@ -116,6 +116,10 @@ class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeede
     stream: bool = False
     #: Sent although routing had the provider down, because nothing else could answer.
     last_resort: bool = False
+    #: The routing snapshot the request read had this provider healthy with no failure
+    #: counted, so this success changes no routing state: the selector is not told of it
+    #: (the log and the metrics are). Replay delivers it exactly as live did.
+    routine: bool = False
 
 
 class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):

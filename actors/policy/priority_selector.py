@@ -217,6 +217,11 @@ class PrioritySelector(Actor[SelectorInbox]):
         elif rec.state == "healthy":
             self._move(rec, "degraded", verdict.category, now, out, cause=verdict.category)
 
+    @staticmethod
+    def wants(message: Message) -> bool:
+        """Not a routine success: the request saw the provider healthy with nothing to reset."""
+        return not (type(message) is AttemptSucceeded and message.routine)
+
     def handle(self, message: SelectorInbox, now: float) -> list[Message]:
         out: list[Message] = []
         rec = self._records.get(message.provider)

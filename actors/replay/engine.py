@@ -90,6 +90,8 @@ class Engine:
         """Hand ``message`` to every actor that takes it; return what they decided, in order."""
         out: list[Message] = []
         for actor in self.routes.get(type(message), ()):
+            if not actor.wants(message):
+                continue  # the live bus did not deliver it either
             skip = self.lost.get(actor.name)
             if skip:
                 key = message_key(message)

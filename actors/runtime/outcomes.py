@@ -8,13 +8,14 @@ tell a success or classify and tell a failure. It holds no request state.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from actors.core.actor import Bus
 from actors.core.clock import Clock
 from actors.core.config import RoutingConfig
 from actors.core.errors import Attempt
-from actors.core.messages import AttemptFailed, AttemptSucceeded
+from actors.core.messages import AttemptFailed, AttemptSucceeded, RoutingSnapshot
 from actors.core.states import Action, Category
 from actors.edges.providers.base import UpstreamFailure
 from actors.policy.error_classifier import classify
@@ -36,18 +37,30 @@ class FailureReport:
 class Reporter:
     """Tells the bus how each attempt ended; classifies failures on the spot."""
 
-    __slots__ = ("bus", "clock", "routing")
+    __slots__ = ("bus", "clock", "routing", "snapshot")
 
-    def __init__(self, *, clock: Clock, bus: Bus, routing: RoutingConfig) -> None:
+    def __init__(self, *, clock: Clock, bus: Bus, routing: RoutingConfig,
+                 snapshot: Callable[[], RoutingSnapshot]) -> None:
         self.clock = clock
         self.bus = bus
         self.routing = routing
+        self.snapshot = snapshot  # the latest published routing snapshot
+
+    def _routine(self, provider: str, last_resort: bool) -> bool:
+        """A success the published snapshot says changes nothing: healthy, no failure counted."""
+        if last_resort:
+            return False
+        for view in self.snapshot().providers:
+            if view.name == provider:
+                return view.state == "healthy" and view.failure_count == 0
+        return False
 
     def succeeded(self, *, provider: str, model: str, request_id: str, latency_ms: float,
                   stream: bool = False, last_resort: bool = False) -> None:
         self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=provider, model=model,
                                        request_id=request_id, latency_ms=round(latency_ms, 3),
-                                       stream=stream, last_resort=last_resort))
+                                       stream=stream, last_resort=last_resort,
+                                       routine=self._routine(provider, last_resort)))
 
     def failed(self, provider: str, model: str, request_id: str, failure: UpstreamFailure, tries: int,
                started: float, *, stream: bool = False, last_resort: bool = False) -> FailureReport:

@@ -104,7 +104,7 @@ class RequestPath:
         self.adapters = adapters
         self.clock = clock
         self.bus = bus
-        self.reporter = Reporter(clock=clock, bus=bus, routing=config.routing)
+        self.reporter = Reporter(clock=clock, bus=bus, routing=config.routing, snapshot=snapshot)
         self._snapshot = snapshot
         self._changed = changed
         self._ids = itertools.count(1)
