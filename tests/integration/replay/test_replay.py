@@ -17,9 +17,9 @@ from actors.replay import replay
 from actors.replay.eventlog import EventLog, export_events, read_log, replay_config
 from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, error
+from tests.helpers import INCIDENTS
 from tests.incidents.record import HI, SCENARIOS, incident_config, record
 
-INCIDENTS = Path(__file__).parent / "incidents"
 LOGS = sorted(INCIDENTS.glob("*.jsonl"))
 
 

@@ -7,7 +7,6 @@ subprocess with short sleeps is the one way to wait for another process.
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import socket
@@ -16,8 +15,8 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -27,30 +26,21 @@ import anyio.abc
 import pytest
 
 from actors.testing import FakeUpstream, error, hang, ok
-
-REPO = Path(__file__).resolve().parent.parent
-RUN = str(REPO / "run.py")
-KEY_VARS = ("GROQ_API_KEY", "KILOCODE_API_KEY", "OPENROUTER_API_KEY")
-COMPLETION = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def _env(**extra: str) -> dict[str, str]:
-    """This process's environment without provider keys or service secrets, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in KEY_VARS and k != "LITELLM_ENDPOINT" and not k.startswith("FALLBACK_")}
-    return {**env, "PYTHONUNBUFFERED": "1", **extra}
-
-
-def _cli(cwd: Path, *args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, RUN, *args], cwd=cwd, env=_env(**env), capture_output=True,
-                          text=True, timeout=timeout, check=False)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+from tests.helpers import (
+    COMPLETION,
+    KEY_VARS,
+    REPO,
+    RUN,
+    Output,
+    clean_env,
+    cli,
+    fake_config,
+    free_port,
+    post_completion,
+    serve_async,
+    status_when,
+    wait_ready,
+)
 
 
 def _assert_startup_error(result: subprocess.CompletedProcess[str], *names: str) -> str:
@@ -81,7 +71,7 @@ def _break_config(workdir: Path) -> None:
 
 def test_check_lists_the_default_providers_with_keys_not_set(workdir: Path) -> None:
     """``check`` on the default config shows three providers whose keys are unset, and exits 0."""
-    result = _cli(workdir, "check")
+    result = cli(workdir, "check")
     assert result.returncode == 0, result.stderr
     for name, var in zip(("litellm", "kilocode", "openrouter"), KEY_VARS, strict=True):
         line = next(line for line in result.stdout.splitlines() if line.startswith(name))
@@ -91,7 +81,7 @@ def test_check_lists_the_default_providers_with_keys_not_set(workdir: Path) -> N
 
 def test_check_never_prints_a_key(workdir: Path) -> None:
     """A set key shows as "set", never its value."""
-    result = _cli(workdir, "check", GROQ_API_KEY="sk-test-do-not-print")
+    result = cli(workdir, "check", GROQ_API_KEY="sk-test-do-not-print")
     assert result.returncode == 0, result.stderr
     assert "GROQ_API_KEY set" in result.stdout
     assert "1 of 3 providers usable" in result.stdout
@@ -101,7 +91,7 @@ def test_check_never_prints_a_key(workdir: Path) -> None:
 def test_check_rejects_a_broken_config_in_one_line(workdir: Path) -> None:
     """A wrong value: exit 2 with one line naming the file and the key path."""
     _break_config(workdir)
-    _assert_startup_error(_cli(workdir, "check"), "config.toml", "providers[1] (kilocode).priority")
+    _assert_startup_error(cli(workdir, "check"), "config.toml", "providers[1] (kilocode).priority")
 
 
 # ---------------------------------------------------------------- serve: startup failures
@@ -110,12 +100,12 @@ def test_check_rejects_a_broken_config_in_one_line(workdir: Path) -> None:
 def test_serve_rejects_a_broken_config_in_one_line(workdir: Path) -> None:
     """serve with a wrong config value exits 2 with one line naming file and key."""
     _break_config(workdir)
-    _assert_startup_error(_cli(workdir, "--port", str(_free_port())), "config.toml", "priority")
+    _assert_startup_error(cli(workdir, "--port", str(free_port())), "config.toml", "priority")
 
 
 def test_serve_reports_a_missing_config_file(workdir: Path) -> None:
     """serve --config on a file that isn't there exits 2 naming it."""
-    _assert_startup_error(_cli(workdir, "serve", "--config", "nope.toml"), "nope.toml", "not found")
+    _assert_startup_error(cli(workdir, "serve", "--config", "nope.toml"), "nope.toml", "not found")
 
 
 def test_serve_reports_a_port_in_use(workdir: Path) -> None:
@@ -124,7 +114,7 @@ def test_serve_reports_a_port_in_use(workdir: Path) -> None:
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = _cli(workdir, "--port", str(port))
+        result = cli(workdir, "--port", str(port))
     _assert_startup_error(result, f":{port}", "in use")
 
 
@@ -132,7 +122,7 @@ def test_serve_reports_a_corrupt_state_file(workdir: Path) -> None:
     """serve on a state file full of garbage exits 2 with one line naming the path."""
     (workdir / "state").mkdir()
     (workdir / "state" / "fallback.db").write_bytes(b"\x00garbage\xff" * 512)
-    _assert_startup_error(_cli(workdir, "--port", str(_free_port())), "state/fallback.db", "not a SQLite")
+    _assert_startup_error(cli(workdir, "--port", str(free_port())), "state/fallback.db", "not a SQLite")
 
 
 # ---------------------------------------------------------------- serve: running
@@ -146,7 +136,7 @@ class Service:
         self.log_path = cwd / f"service-{port}.log"
         with self.log_path.open("wb") as log:
             self.proc = subprocess.Popen([sys.executable, RUN, "serve", *args, "--port", str(port)],
-                                         cwd=cwd, env=_env(), stdout=log, stderr=subprocess.STDOUT)
+                                         cwd=cwd, env=clean_env(), stdout=log, stderr=subprocess.STDOUT)
 
     @property
     def log(self) -> str:
@@ -176,7 +166,7 @@ class Service:
 
 @contextmanager
 def running(cwd: Path, *args: str) -> Iterator[Service]:
-    service = Service(cwd, *args, port=_free_port())
+    service = Service(cwd, *args, port=free_port())
     try:
         service.wait_ready()
         yield service
@@ -215,17 +205,17 @@ def test_serve_without_keys_answers_503_and_stops_cleanly(workdir: Path, sig: in
 
 def test_status_reads_the_service_or_else_the_state_file(workdir: Path) -> None:
     """``status`` prints the table from the running service, and from the SQLite file once it stopped."""
-    port = _free_port()
+    port = free_port()
     (workdir / "config.toml").write_text(
         (workdir / "config.toml").read_text().replace("port = 8080", f"port = {port}", 1))
     service = Service(workdir, port=port)
     try:
         service.wait_ready()
-        up = _cli(workdir, "status")
+        up = cli(workdir, "status")
         assert service.stop() == 0, service.log
     finally:
         service.close()
-    down = _cli(workdir, "status")
+    down = cli(workdir, "status")
     for result in (up, down):
         assert result.returncode == 0, result.stderr
         row = next(line for line in result.stdout.splitlines() if line.startswith("kilocode"))
@@ -233,146 +223,45 @@ def test_status_reads_the_service_or_else_the_state_file(workdir: Path) -> None:
         assert "fallbacks in the last 24 h: 0" in result.stdout
     assert f"(from the service at http://127.0.0.1:{port})" in up.stdout
     assert "(service not running; from state/fallback.db)" in down.stdout
-    raw = _cli(workdir, "status", "--json")
+    raw = cli(workdir, "status", "--json")
     assert json.loads(raw.stdout)["providers"]["litellm"]["state"] == "unconfigured"
 
 
 # ---------------------------------------------------------------- kill -9 durability
 
 
-def _fake_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int,
-                 grace_s: float = 2) -> Path:
-    """Two fake providers, a 600 s cooldown after a 503, no scheduled health checks."""
-    providers = "".join(f"""
-[[providers]]
-name = "{name}"
-base_url = "{fake.base_url}"
-priority = {priority}
-timeout_s = 5
-models = {{ chat = "fake-model" }}
-""" for name, fake, priority in (("primary", primary, 1), ("backup", backup, 2)))
-    path.write_text(f"""
-[server]
-port = {port}
-shutdown_grace_s = {grace_s}
-
-[state]
-path = "{path.parent / 'state.db'}"
-
-[routing.cooldown_s]
-service_unavailable = 600
-
-[health]
-ping_interval_s = 0
-full_interval_s = 0
-api_interval_s = 0
-{providers}""")
-    return path
-
-
-class Output:
-    """A child process's output, collected as it arrives."""
-
-    def __init__(self) -> None:
-        self.data = bytearray()
-        self._grew = anyio.Event()
-
-    def __str__(self) -> str:
-        return self.data.decode(errors="replace")
-
-    async def collect(self, stream: anyio.abc.ByteReceiveStream) -> None:
-        async for chunk in stream:
-            self.data.extend(chunk)
-            self._grew.set()
-            self._grew = anyio.Event()
-
-    async def wait_for(self, text: str) -> None:
-        with anyio.fail_after(10):
-            while text.encode() not in self.data:
-                await self._grew.wait()
-
-
-@asynccontextmanager
-async def serve_async(config: Path, output: Output) -> AsyncIterator[anyio.abc.Process]:
-    """``run.py --config config`` as a child process; its output collects in ``output``."""
-    process = await anyio.open_process([sys.executable, RUN, "--config", str(config)], cwd=config.parent,
-                                       env=_env(), stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-    try:
-        async with anyio.create_task_group() as tg:
-            assert process.stdout is not None
-            tg.start_soon(output.collect, process.stdout)
-            yield process
-            with anyio.fail_after(20):
-                await process.wait()
-    finally:
-        with anyio.CancelScope(shield=True):
-            if process.returncode is None:
-                process.kill()
-            await process.aclose()
-
-
-async def _wait_ready(http: aiohttp.ClientSession, url: str, process: anyio.abc.Process,
-                      output: Output) -> None:
-    with anyio.fail_after(15):
-        while True:
-            assert process.returncode is None, str(output)
-            try:
-                async with http.get(f"{url}/healthz") as resp:
-                    if resp.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                pass
-            await anyio.sleep(0.05)
-
-
-async def _status_when(http: aiohttp.ClientSession, url: str, provider: str, state: str) -> dict[str, Any]:
-    with anyio.fail_after(10):
-        while True:
-            async with http.get(f"{url}/status") as resp:
-                status: dict[str, Any] = await resp.json()
-            if status["providers"][provider]["state"] == state:
-                return status
-            await anyio.sleep(0.05)
-
-
-async def _complete(http: aiohttp.ClientSession, url: str) -> str:
-    async with http.post(f"{url}/v1/chat/completions", json=COMPLETION) as resp:
-        assert resp.status == 200, await resp.text()
-        return resp.headers["x-fallback-provider"]
-
-
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 async def test_kill_9_keeps_the_cooldown(tmp_path: Path) -> None:
     """After kill -9 the restarted service still skips the cooling-down primary, until the same time."""
-    port, output = _free_port(), Output()
+    port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
     async with FakeUpstream("primary", default=error(503)) as primary, \
             FakeUpstream("backup", default=ok("from backup")) as backup, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                   timeout=aiohttp.ClientTimeout(total=10)) as http:
-        config = _fake_config(tmp_path / "config.toml", primary, backup, port)
+        config = fake_config(tmp_path / "config.toml", primary, backup, port)
         async with serve_async(config, output) as process:
-            await _wait_ready(http, url, process, output)
-            assert await _complete(http, url) == "backup"
-            before = (await _status_when(http, url, "primary", "cooldown"))["providers"]["primary"]
+            await wait_ready(http, url, process, output)
+            assert await post_completion(http, url) == "backup"
+            before = (await status_when(http, url, "primary", "cooldown"))["providers"]["primary"]
             async with http.get(f"{url}/events") as resp:  # the gateway flushes the store for /events
                 assert resp.status == 200
             process.kill()
         assert process.returncode == -signal.SIGKILL
         assert primary.completions == 1
         offline = await anyio.run_process([sys.executable, RUN, "status", "--config", str(config)],
-                                          cwd=tmp_path, env=_env(), check=False)
+                                          cwd=tmp_path, env=clean_env(), check=False)
         assert b"service not running" in offline.stdout, offline.stderr
         row = next(line for line in offline.stdout.splitlines() if line.startswith(b"primary"))
         assert b"cooldown" in row
 
         async with serve_async(config, output) as process:
-            await _wait_ready(http, url, process, output)
-            after = (await _status_when(http, url, "primary", "cooldown"))["providers"]["primary"]
+            await wait_ready(http, url, process, output)
+            after = (await status_when(http, url, "primary", "cooldown"))["providers"]["primary"]
             assert after["cooldown_until"] == before["cooldown_until"]
             assert after["last_error"]["category"] == "service_unavailable"
-            assert await _complete(http, url) == "backup"
+            assert await post_completion(http, url) == "backup"
             assert primary.completions == 1
             process.terminate()
         assert process.returncode == 0, str(output)
@@ -396,19 +285,19 @@ async def _wait_refused(http: aiohttp.ClientSession, url: str) -> None:
 @pytest.mark.anyio
 async def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None:
     """On SIGTERM the service stops listening, answers the request in flight, then exits 0."""
-    port, output = _free_port(), Output()
+    port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
     async with FakeUpstream("primary", default=ok("slow", delay_s=2)) as primary, \
             FakeUpstream("backup") as backup, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                   timeout=aiohttp.ClientTimeout(total=10)) as http:
-        config = _fake_config(tmp_path / "config.toml", primary, backup, port)
+        config = fake_config(tmp_path / "config.toml", primary, backup, port)
         async with serve_async(config, output) as process, anyio.create_task_group() as tg:
-            await _wait_ready(http, url, process, output)
+            await wait_ready(http, url, process, output)
             answered: list[str] = []
 
             async def complete() -> None:
-                answered.append(await _complete(http, url))
+                answered.append(await post_completion(http, url))
 
             tg.start_soon(complete)
             with anyio.fail_after(10):
@@ -425,18 +314,18 @@ async def test_sigterm_lets_the_request_in_flight_finish(tmp_path: Path) -> None
 @pytest.mark.anyio
 async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
     """A second SIGTERM does not wait for the grace period: the process exits now."""
-    port, output = _free_port(), Output()
+    port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
     async with FakeUpstream("primary", default=hang()) as primary, FakeUpstream("backup") as backup, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                   timeout=aiohttp.ClientTimeout(total=10)) as http:
-        config = _fake_config(tmp_path / "config.toml", primary, backup, port, grace_s=60)
+        config = fake_config(tmp_path / "config.toml", primary, backup, port, grace_s=60)
         async with serve_async(config, output) as process, anyio.create_task_group() as tg:
-            await _wait_ready(http, url, process, output)
+            await wait_ready(http, url, process, output)
 
             async def complete() -> None:
                 with pytest.raises(aiohttp.ClientError):
-                    await _complete(http, url)
+                    await post_completion(http, url)
 
             tg.start_soon(complete)
             with anyio.fail_after(10):
@@ -457,7 +346,7 @@ async def test_a_second_signal_exits_at_once(tmp_path: Path) -> None:
 
 def test_demo_shows_fallback_and_failback(tmp_path: Path) -> None:
     """``demo`` needs no keys and shows the whole cycle: fallback, cooldown, probe, failback."""
-    result = _cli(tmp_path, "demo", "--seconds", "8", timeout=60)
+    result = cli(tmp_path, "demo", "--seconds", "8", timeout=60)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "fallback: primary -> backup" in out

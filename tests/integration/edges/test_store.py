@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import math
 import os
-import shutil
 import sqlite3
 import sys
 import tempfile
@@ -30,11 +29,11 @@ from actors.core.messages import (
     Tick,
 )
 from actors.edges.store.store import MIGRATIONS, MetricRollup, Store
+from tests.helpers import REPO, require_tool
 
 pytestmark = pytest.mark.anyio
 
 HOUR = 1_800_000_000 - 1_800_000_000 % 3600  # the start of an hour, in epoch seconds
-REPO = Path(__file__).resolve().parent.parent
 
 
 def ok(at: float, provider: str = "alpha", n: int = 0) -> AttemptSucceeded:
@@ -559,7 +558,7 @@ async def test_foreign_database_raises_store_error(db_path: Path) -> None:
         await Store.open(db_path)
 
 
-_OPEN_AS_NOBODY = """
+_OPEN_WITHOUT_CAPABILITIES = """
 import sys, anyio
 from actors.core.errors import StoreError
 from actors.edges.store.store import Store
@@ -580,7 +579,6 @@ async def test_read_only_file_raises_store_error() -> None:
         folder = Path(top) / "state"
         path = folder / "fallback.db"
         await (await Store.open(path)).close()
-        os.chmod(top, 0o755)
         os.chmod(path, 0o444)
         os.chmod(folder, 0o555)
         try:
@@ -588,14 +586,13 @@ async def test_read_only_file_raises_store_error() -> None:
                 with pytest.raises(StoreError, match="read-only"):
                     await Store.open(path)
                 return
-            # Root ignores permission bits: open the file as an unprivileged user instead.
-            setpriv = shutil.which("setpriv")
-            if setpriv is None:
-                pytest.skip("running as root and setpriv is missing: can't drop privileges")
-            drop = [setpriv, "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+            # Root ignores permission bits through its capabilities: open the file as root
+            # without any (an empty bounding set), so the bits apply and the venv stays
+            # readable wherever the checkout lives (a mode-700 mktemp -d included).
+            drop = [require_tool("setpriv", "util-linux"), "--bounding-set=-all", "--inh-caps=-all"]
             with anyio.fail_after(30):
                 result = await anyio.run_process(
-                    [*drop, sys.executable, "-c", _OPEN_AS_NOBODY, str(path)], cwd=REPO, check=False
+                    [*drop, sys.executable, "-c", _OPEN_WITHOUT_CAPABILITIES, str(path)], cwd=REPO, check=False
                 )
             assert result.returncode == 3, result.stderr.decode()
             assert "read-only" in result.stdout.decode()

@@ -12,39 +12,38 @@ import anyio
 import pytest
 
 from actors.testing import FakeUpstream, error, ok
-from tests.test_run import (
+from tests.helpers import (
+    INCIDENTS,
     RUN,
     Output,
-    _cli,
-    _complete,
-    _env,
-    _fake_config,
-    _free_port,
-    _status_when,
-    _wait_ready,
+    clean_env,
+    cli,
+    fake_config,
+    free_port,
+    post_completion,
     serve_async,
+    status_when,
+    wait_ready,
 )
-
-INCIDENTS = Path(__file__).parent / "incidents"
 
 
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 async def test_a_live_services_log_exports_and_replays_exactly(tmp_path: Path) -> None:
     """Real time, real processes: what the service decided, replay decides too."""
-    port, output = _free_port(), Output()
+    port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
     async with FakeUpstream("primary", default=error(503)) as primary, \
             FakeUpstream("backup", default=ok("from backup")) as backup, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                   timeout=aiohttp.ClientTimeout(total=10)) as http:
-        config = _fake_config(tmp_path / "config.toml", primary, backup, port)
+        config = fake_config(tmp_path / "config.toml", primary, backup, port)
         async with serve_async(config, output) as process:
-            await _wait_ready(http, url, process, output)
+            await wait_ready(http, url, process, output)
             async with anyio.create_task_group() as tg:  # concurrent requests: races get logged too
                 for _ in range(2):  # (3 would be failure_threshold: unhealthy)
-                    tg.start_soon(_complete, http, url)
-            await _status_when(http, url, "primary", "cooldown")
+                    tg.start_soon(post_completion, http, url)
+            await status_when(http, url, "primary", "cooldown")
             await http.post(f"{url}/admin/providers/backup/disable")  # refused: no admin token
             # The log is written in batches: /events flushes it, so the kill below loses nothing
             # this test looks for (what a kill -9 can lose is at most one flush interval).
@@ -53,20 +52,20 @@ async def test_a_live_services_log_exports_and_replays_exactly(tmp_path: Path) -
         assert process.returncode == -signal.SIGKILL
     log = tmp_path / "incident.jsonl"
     exported = await anyio.run_process([sys.executable, RUN, "events", "export", "--config", str(config),
-                                        "-o", str(log)], cwd=tmp_path, env=_env(), check=False)
+                                        "-o", str(log)], cwd=tmp_path, env=clean_env(), check=False)
     assert exported.returncode == 0, exported.stderr
     assert b"exported" in exported.stderr
     lines = log.read_text().splitlines()
     assert json.loads(lines[0])["format"] == "provider-fallback-events"
     assert any('"attempt_failed"' in line for line in lines)
-    replayed = _cli(tmp_path, "replay", str(log))
+    replayed = cli(tmp_path, "replay", str(log))
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     assert "matches" in replayed.stdout
     assert any("primary" in line and "healthy -> cooldown" in line for line in replayed.stdout.splitlines())
 
 
 def test_replay_prints_timeline_and_summary(tmp_path: Path) -> None:
-    result = _cli(tmp_path, "replay", str(INCIDENTS / "primary-outage-failback.jsonl"))
+    result = cli(tmp_path, "replay", str(INCIDENTS / "primary-outage-failback.jsonl"))
     assert result.returncode == 0, result.stderr
     out = result.stdout
     assert "probing -> healthy" in out
@@ -80,7 +79,7 @@ def test_replay_exits_1_on_divergence(tmp_path: Path) -> None:
     lines[index] = lines[index].replace('"auth_failure"', '"rate_limit"')
     tampered = tmp_path / "tampered.jsonl"
     tampered.write_text("".join(lines))
-    result = _cli(tmp_path, "replay", str(tampered))
+    result = cli(tmp_path, "replay", str(tampered))
     assert result.returncode == 1
     assert f"DIVERGED at decision #0 (log line {index + 1})" in result.stdout
     assert '"category":"rate_limit"' in result.stdout  # expected (the log) ...
@@ -98,7 +97,7 @@ models = {{ chat = "m" }}
 """ for p in header["config"]["providers"])
     other = tmp_path / "other.toml"
     other.write_text(f"[routing]\nfailure_threshold = 1\n[routing.cooldown_s]\nservice_unavailable = 3600\n{providers}")
-    result = _cli(tmp_path, "replay", str(INCIDENTS / "flapping-provider.jsonl"), "--config", str(other))
+    result = cli(tmp_path, "replay", str(INCIDENTS / "flapping-provider.jsonl"), "--config", str(other))
     assert result.returncode == 0, result.stderr
     assert "what changed (recorded vs this config)" in result.stdout
     changed = [line for line in result.stdout.splitlines() if line.startswith("* ")]
@@ -109,7 +108,7 @@ def test_replay_of_a_broken_log_names_the_line(tmp_path: Path) -> None:
     lines = (INCIDENTS / "invalid-key.jsonl").read_text().splitlines(keepends=True)
     broken = tmp_path / "broken.jsonl"
     broken.write_text("".join(lines[:5]) + "{not json\n" + "".join(lines[5:]))
-    result = _cli(tmp_path, "replay", str(broken))
+    result = cli(tmp_path, "replay", str(broken))
     assert result.returncode == 2
     assert result.stderr.startswith(f"error: {broken}, line 6: not a valid event")
     assert len(result.stderr.splitlines()) == 1
@@ -118,13 +117,13 @@ def test_replay_of_a_broken_log_names_the_line(tmp_path: Path) -> None:
 def test_export_without_a_state_file_says_so(tmp_path: Path) -> None:
     (tmp_path / "config.toml").write_text('[state]\npath = "nowhere.db"\n[[providers]]\nname = "a"\n'
                                           'base_url = "http://127.0.0.1:9"\nmodels = { chat = "m" }\n')
-    result = _cli(tmp_path, "events", "export")
+    result = cli(tmp_path, "events", "export")
     assert result.returncode == 2
     assert "nowhere.db: does not exist" in result.stderr
     assert not (tmp_path / "nowhere.db").exists()  # reading never creates the file
 
 
 def test_export_rejects_a_bad_time(tmp_path: Path) -> None:
-    result = _cli(tmp_path, "events", "export", "--since", "last tuesday")
+    result = cli(tmp_path, "events", "export", "--since", "last tuesday")
     assert result.returncode == 2
     assert "ISO 8601" in result.stderr

@@ -8,8 +8,8 @@ import pytest
 
 from actors.core.config import Config, ProviderConfig, Secret, load_config, parse_config
 from actors.core.errors import ConfigError
+from tests.helpers import REPO as ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "config.toml"
 
 # The cooldowns DESIGN.md's Configuration section gives, in seconds.

@@ -1,0 +1,167 @@
+"""Scaffolds shared by several test modules (nothing here is a test).
+
+Paths of the checkout, the command line run as a child process, and the
+waits that go with it. Every wait is bounded.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import anyio
+import anyio.abc
+
+from actors.testing import FakeUpstream
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = str(REPO / "run.py")
+INCIDENTS = REPO / "tests" / "incidents"
+KEY_VARS = ("GROQ_API_KEY", "KILOCODE_API_KEY", "OPENROUTER_API_KEY")
+COMPLETION = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    """This process's environment without provider keys or service secrets, plus ``extra``."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in KEY_VARS and k != "LITELLM_ENDPOINT" and not k.startswith("FALLBACK_")}
+    return {**env, "PYTHONUNBUFFERED": "1", **extra}
+
+
+def cli(cwd: Path, *args: str, timeout: float = 30, **env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, RUN, *args], cwd=cwd, env=clean_env(**env), capture_output=True,
+                          text=True, timeout=timeout, check=False)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def fake_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int,
+                 grace_s: float = 2) -> Path:
+    """Two fake providers, a 600 s cooldown after a 503, no scheduled health checks."""
+    providers = "".join(f"""
+[[providers]]
+name = "{name}"
+base_url = "{fake.base_url}"
+priority = {priority}
+timeout_s = 5
+models = {{ chat = "fake-model" }}
+""" for name, fake, priority in (("primary", primary, 1), ("backup", backup, 2)))
+    path.write_text(f"""
+[server]
+port = {port}
+shutdown_grace_s = {grace_s}
+
+[state]
+path = "{path.parent / 'state.db'}"
+
+[routing.cooldown_s]
+service_unavailable = 600
+
+[health]
+ping_interval_s = 0
+full_interval_s = 0
+api_interval_s = 0
+{providers}""")
+    return path
+
+
+class Output:
+    """A child process's output, collected as it arrives."""
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+        self._grew = anyio.Event()
+
+    def __str__(self) -> str:
+        return self.data.decode(errors="replace")
+
+    async def collect(self, stream: anyio.abc.ByteReceiveStream) -> None:
+        async for chunk in stream:
+            self.data.extend(chunk)
+            self._grew.set()
+            self._grew = anyio.Event()
+
+    async def wait_for(self, text: str) -> None:
+        with anyio.fail_after(10):
+            while text.encode() not in self.data:
+                await self._grew.wait()
+
+
+@asynccontextmanager
+async def serve_async(config: Path, output: Output) -> AsyncIterator[anyio.abc.Process]:
+    """``run.py --config config`` as a child process; its output collects in ``output``."""
+    process = await anyio.open_process([sys.executable, RUN, "--config", str(config)], cwd=config.parent,
+                                       env=clean_env(), stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    try:
+        async with anyio.create_task_group() as tg:
+            assert process.stdout is not None
+            tg.start_soon(output.collect, process.stdout)
+            yield process
+            with anyio.fail_after(20):
+                await process.wait()
+    finally:
+        with anyio.CancelScope(shield=True):
+            if process.returncode is None:
+                process.kill()
+            await process.aclose()
+
+
+async def wait_ready(http: aiohttp.ClientSession, url: str, process: anyio.abc.Process,
+                      output: Output) -> None:
+    with anyio.fail_after(15):
+        while True:
+            assert process.returncode is None, str(output)
+            try:
+                async with http.get(f"{url}/healthz") as resp:
+                    if resp.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                pass
+            await anyio.sleep(0.05)
+
+
+async def status_when(http: aiohttp.ClientSession, url: str, provider: str, state: str) -> dict[str, Any]:
+    with anyio.fail_after(10):
+        while True:
+            async with http.get(f"{url}/status") as resp:
+                status: dict[str, Any] = await resp.json()
+            if status["providers"][provider]["state"] == state:
+                return status
+            await anyio.sleep(0.05)
+
+
+async def post_completion(http: aiohttp.ClientSession, url: str) -> str:
+    async with http.post(f"{url}/v1/chat/completions", json=COMPLETION) as resp:
+        assert resp.status == 200, await resp.text()
+        return resp.headers["x-fallback-provider"]
+
+
+def require_tool(name: str, package: str) -> str:
+    """The path of the system tool ``name``; skip where it is missing, but fail in CI (CI=true).
+
+    CI installs every system package the tests need (``.ci/run``), so a
+    missing tool there is a broken CI, never a reason to skip.
+    """
+    import shutil
+
+    import pytest
+
+    path = shutil.which(name)
+    if path is None:
+        why = f"{name} is missing (Debian package {package})"
+        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+            pytest.fail(f"{why}: .ci/run must install it", pytrace=False)
+        pytest.skip(why)
+    return path
