@@ -9,6 +9,7 @@ it happens.
 
 from __future__ import annotations
 
+import argparse
 import os
 import tempfile
 import time
@@ -20,6 +21,8 @@ import anyio
 import msgspec
 
 from actors import gateway
+from actors.cli import Command
+from actors.cli.common import EXIT_OK, positive, run_async
 from actors.core.config import Config, CooldownConfig, parse_config
 from actors.core.messages import (
     FallbackTriggered,
@@ -31,7 +34,7 @@ from actors.core.messages import (
 from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, error, ok
 
-__all__ = ("demo_async",)
+__all__ = ("DEMO", "demo_async")
 
 
 def demo_config(primary_url: str, backup_url: str, state_path: str, seconds: float) -> Config:
@@ -154,3 +157,17 @@ async def demo_async(seconds: float, rate: float) -> None:
                     stop.set()
     served = ", ".join(f"{name} {n}" for name, n in sorted(out.served.items())) or "none"
     print(f"done: answered by {served}; {out.fallbacks} fallbacks, {out.failbacks} failbacks", flush=True)
+
+
+def _configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--seconds", type=positive, default=20.0, help="how long to run (default 20)")
+    parser.add_argument("--rate", type=positive, default=5.0, help="requests a second (default 5)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    run_async(demo_async, args.seconds, args.rate)
+    return EXIT_OK
+
+
+#: ``run.py demo``: a failover cycle against fake providers; no API keys needed.
+DEMO = Command(help="watch a failover cycle against fake providers", configure=_configure, run=_run)

@@ -30,135 +30,41 @@ from __future__ import annotations
 import errno
 import hmac
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import Any, get_args
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import anyio
 import msgspec
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import CollectorRegistry
 
 from actors.core.config import Secret
-from actors.core.errors import (
-    AllProvidersFailedError,
-    FallbackError,
-    InvalidRequestError,
-    StreamInterruptedError,
-    SupervisorClosedError,
-    UnknownModelError,
-    UnknownProviderError,
-    UpstreamRejectedError,
+from actors.core.errors import InvalidRequestError, StreamInterruptedError, SupervisorClosedError
+from actors.core.states import USABLE_STATES
+from actors.gateway.http import (
+    ATTEMPTS,
+    PROVIDER,
+    GatewayError,
+    HTTPError,
+    errors,
+    failure,
+    json_response,
+    sse_error,
+    too_large,
 )
-from actors.core.messages import (
-    ProviderMetrics,
-)
-from actors.core.states import USABLE_STATES, ProviderState
-from actors.core.stats import percentile
+from actors.gateway.prometheus import SnapshotCollector
 from actors.runtime.supervisor import Supervisor
 from actors.runtime.validation import decode_request
 
-__all__ = ("SUPERVISOR", "GatewayError", "create_app", "serve")
+__all__ = ("SUPERVISOR", "create_app", "serve")
 
 log = logging.getLogger("actors.gateway")
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
-PROVIDER, ATTEMPTS = "x-fallback-provider", "x-fallback-attempts"
 _BODY_MARGIN = 64 * 1024  # aiohttp's own cap sits above ours, so ours answers first
-_STATES: tuple[str, ...] = get_args(ProviderState)
-_QUANTILES = (0.5, 0.95, 0.99)
-_encode = msgspec.json.Encoder().encode
 _decode_body = msgspec.json.Decoder(dict[str, Any]).decode  # built once: decode(type=...) costs 5x per call
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-class GatewayError(FallbackError):
-    """Raised by :func:`serve` when the service cannot start (the port is taken, ...)."""
-
-
-class _HTTPError(Exception):
-    """An answer for the client, raised from anywhere in a handler."""
-
-    def __init__(self, status: int, message: str, *, code: str | None, type: str = "invalid_request_error",
-                 param: str | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.code, self.type, self.param = status, message, code, type, param
-
-
-def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
-    return web.Response(body=_encode(data), status=status, content_type="application/json", headers=headers)
-
-
-def _error(status: int, message: str, *, type: str, code: str | None, param: str | None = None,
-           headers: dict[str, str] | None = None, **extra: Any) -> web.Response:
-    body = {"error": {"message": message, "type": type, "code": code, "param": param, **extra}}
-    return _json(body, status, headers)
-
-
-def _upstream_code_param(body: bytes) -> tuple[str | None, str | None]:
-    """The ``code`` and ``param`` of a provider's OpenAI-shaped error body, when it has one."""
-    try:
-        err = msgspec.json.decode(body).get("error") if body else None
-    except (msgspec.DecodeError, AttributeError):
-        return None, None
-    if not isinstance(err, dict):
-        return None, None
-    code, param = err.get("code"), err.get("param")
-    return (None if code is None else str(code)), (param if isinstance(param, str) else None)
-
-
-def _failure(exc: Exception, *, completion: bool) -> web.Response:
-    """The OpenAI-shaped answer for an exception; completions also learn the attempt count."""
-    none = {ATTEMPTS: "0"} if completion else {}
-    match exc:
-        case _HTTPError():
-            return _error(exc.status, exc.message, type=exc.type, code=exc.code, param=exc.param,
-                          headers=none)
-        case InvalidRequestError():
-            return _error(400, str(exc), type="invalid_request_error", code="invalid_request",
-                          param=exc.param, headers=none)
-        case UnknownModelError():
-            return _error(404, str(exc), type="invalid_request_error", code="model_not_found",
-                          param="model", headers=none)
-        case UnknownProviderError():
-            return _error(404, str(exc), type="invalid_request_error", code="provider_not_found")
-        case UpstreamRejectedError():
-            code, param = _upstream_code_param(exc.body)
-            # The exception does not carry the attempt log: 1 unless it ever does.
-            tries = getattr(exc, "attempts", None)
-            count = len(tries) if isinstance(tries, list) else 1
-            return _error(exc.status if exc.status >= 400 else 400, str(exc), type="invalid_request_error",
-                          code=code, param=param, headers={PROVIDER: exc.provider, ATTEMPTS: str(count)})
-        case AllProvidersFailedError():
-            log.warning("%s", exc)
-            attempts = [{"provider": a.provider, "status": a.status, "category": a.category,
-                         "message": a.message} for a in exc.attempts]
-            return _error(503, str(exc), type="server_error", code="all_providers_failed",
-                          headers={ATTEMPTS: str(len(exc.attempts))}, attempts=attempts)
-        case SupervisorClosedError():
-            return _error(503, f"the service is shutting down: {exc}", type="server_error",
-                          code="shutting_down", headers=none)
-        case _:
-            log.error("unexpected error answering a request: %s", type(exc).__name__, exc_info=exc)
-            return _error(500, f"the gateway failed unexpectedly ({type(exc).__name__}); see the service log",
-                          type="server_error", code="internal_error")
-
-
-@web.middleware
-async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse:
-    """Turn whatever a handler raises into an OpenAI-shaped error answer."""
-    try:
-        return await handler(request)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        allow = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
-        return _error(exc.status, f"{request.method} {request.path}: {exc.reason}",
-                      type="invalid_request_error", code=exc.reason.lower().replace(" ", "_"), headers=allow)
-    except Exception as exc:
-        return _failure(exc, completion=False)
 
 
 def _bearer_matches(request: web.Request, secrets: Sequence[Secret]) -> bool:
@@ -176,7 +82,7 @@ def _bearer_matches(request: web.Request, secrets: Sequence[Secret]) -> bool:
 def _check_client(request: web.Request) -> None:
     server = request.app[SUPERVISOR].config.server
     if server.client_keys and not _bearer_matches(request, server.client_keys):
-        raise _HTTPError(401, "a valid client key is required: send 'Authorization: Bearer <key>' with one "
+        raise HTTPError(401, "a valid client key is required: send 'Authorization: Bearer <key>' with one "
                               f"of the keys in {server.client_keys_env}", code="invalid_api_key")
 
 
@@ -197,7 +103,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
             return web.Response(body=reply.raw, content_type="application/json",
                                 headers={PROVIDER: reply.provider, ATTEMPTS: str(reply.attempts)})
     except Exception as exc:
-        return _failure(exc, completion=True)
+        return failure(exc, completion=True)
     async with stream:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
                                            PROVIDER: stream.provider, ATTEMPTS: str(stream.attempts)})
@@ -207,12 +113,12 @@ async def _completions(request: web.Request) -> web.StreamResponse:
                 async for payload in stream:
                     await resp.write(b"data: " + payload + b"\n\n")
             except StreamInterruptedError as exc:
-                await resp.write(_sse_error(str(exc), "upstream_error", "stream_interrupted"))
+                await resp.write(sse_error(str(exc), "upstream_error", "stream_interrupted"))
             except ConnectionError:
                 raise
             except Exception as exc:
                 log.error("unexpected error in a stream from %s", stream.provider, exc_info=exc)
-                await resp.write(_sse_error(f"the gateway failed unexpectedly ({type(exc).__name__})",
+                await resp.write(sse_error(f"the gateway failed unexpectedly ({type(exc).__name__})",
                                             "server_error", "internal_error"))
             await resp.write(b"data: [DONE]\n\n")
             await resp.write_eof()
@@ -225,33 +131,23 @@ async def _completions(request: web.Request) -> web.StreamResponse:
 async def _read_body(request: web.Request, limit: int) -> dict[str, Any]:
     """The validated JSON body as a dict; 413 above ``limit`` bytes, 400 naming a bad field."""
     if request.content_length is not None and request.content_length > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     try:
         raw = await request.read()
     except web.HTTPRequestEntityTooLarge:
-        raise _too_large(limit) from None
+        raise too_large(limit) from None
     if len(raw) > limit:
-        raise _too_large(limit)
+        raise too_large(limit)
     decode_request(raw)
     body: dict[str, Any] = _decode_body(raw)
     return body
-
-
-def _too_large(limit: int) -> _HTTPError:
-    return _HTTPError(413, f"the request body is larger than {limit} bytes (server.max_body_bytes)",
-                      code="request_too_large")
-
-
-def _sse_error(message: str, type: str, code: str) -> bytes:
-    error = {"error": {"message": message, "type": type, "code": code, "param": None}}
-    return b"data: " + _encode(error) + b"\n\n"
 
 
 async def _models(request: web.Request) -> web.StreamResponse:
     """GET /v1/models: the logical models, in OpenAI's list shape."""
     _check_client(request)
     models = request.app[SUPERVISOR].config.models()
-    return _json({"object": "list", "data": [
+    return json_response({"object": "list", "data": [
         {"id": m, "object": "model", "created": 0, "owned_by": "provider-fallback"} for m in models]})
 
 
@@ -259,7 +155,7 @@ async def _models(request: web.Request) -> web.StreamResponse:
 
 
 async def _healthz(request: web.Request) -> web.StreamResponse:
-    return _json({"status": "ok"})  # the process runs; /readyz says whether it can serve
+    return json_response({"status": "ok"})  # the process runs; /readyz says whether it can serve
 
 
 async def _readyz(request: web.Request) -> web.StreamResponse:
@@ -270,14 +166,14 @@ async def _readyz(request: web.Request) -> web.StreamResponse:
     views = [v for v in supervisor.routing.providers if v.name in serving]
     ready = [v.name for v in views if v.state in USABLE_STATES]
     if ready:
-        return _json({"status": "ready", "model": model, "providers": ready})
+        return json_response({"status": "ready", "model": model, "providers": ready})
     why = "; ".join(f"{v.name} is {v.state}" + (f" ({v.detail})" if v.detail else "") for v in views)
-    return _json({"status": "unavailable", "model": model,
+    return json_response({"status": "unavailable", "model": model,
                   "reason": f"no provider can serve {model!r} now: {why or 'none configured'}"}, 503)
 
 
 async def _status(request: web.Request) -> web.StreamResponse:
-    return _json(request.app[SUPERVISOR].status())
+    return json_response(request.app[SUPERVISOR].status())
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
@@ -308,7 +204,7 @@ async def _events(request: web.Request) -> web.StreamResponse:
         raise SupervisorClosedError("the supervisor is not running")
     await store.flush()  # so that what just happened is there
     events = await store.events(after=after, limit=limit)
-    return _json({
+    return json_response({
         "events": [{"id": e.id, "at": e.at, "type": e.type, "provider": e.provider,
                     "data": msgspec.Raw(e.data)} for e in events],
         "next_after": events[-1].id if events else after,
@@ -320,67 +216,14 @@ async def _admin(request: web.Request) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
     server = supervisor.config.server
     if server.admin_token is None:
-        raise _HTTPError(403, f"admin endpoints are off: set {server.admin_token_env}",
+        raise HTTPError(403, f"admin endpoints are off: set {server.admin_token_env}",
                          type="permission_error", code="admin_disabled")
     if not _bearer_matches(request, [server.admin_token]):
-        raise _HTTPError(401, "send 'Authorization: Bearer <admin token>'", code="invalid_admin_token")
+        raise HTTPError(401, "send 'Authorization: Bearer <admin token>'", code="invalid_admin_token")
     name, action = request.match_info["name"], request.match_info["action"]
     state = await (supervisor.disable(name) if action == "disable" else supervisor.enable(name))
     log.warning("admin: %s %sd, now %s", name, action, state)
-    return _json({"provider": name, "state": state})
-
-
-# -------------------------------------------------------------- metrics
-
-
-class _SnapshotCollector:
-    """Prometheus metrics built at scrape time from the supervisor's latest snapshots."""
-
-    def __init__(self, supervisor: Supervisor) -> None:
-        self._supervisor = supervisor
-
-    def describe(self) -> Iterable[Metric]:
-        return ()  # names are dynamic; registering must not collect
-
-    def collect(self) -> Iterable[Metric]:
-        supervisor = self._supervisor
-        now, snapshot = supervisor.clock.now(), supervisor.metrics
-        per = snapshot.providers if snapshot is not None else {}
-        p = ["provider"]
-        total = CounterMetricFamily("fallback_provider_requests", "Attempts sent to the provider.", labels=p)
-        success = CounterMetricFamily("fallback_provider_requests_success", "Attempts answered.", labels=p)
-        failed = CounterMetricFamily("fallback_provider_requests_failed", "Attempts that failed.", labels=p)
-        failures = CounterMetricFamily("fallback_provider_failures", "Failed attempts by failure category.",
-                                       labels=[*p, "category"])
-        latency = Metric("fallback_provider_latency_seconds", "Answer latency (to the first chunk when "
-                         "streaming) over the last metrics.latency_window answers.", "summary")
-        state = GaugeMetricFamily("fallback_provider_state", "1 for the provider's current state, else 0.",
-                                  labels=[*p, "state"])
-        cooldown = GaugeMetricFamily("fallback_provider_cooldown_remaining_seconds",
-                                     "Seconds until the provider's cooldown ends (0 when none).", labels=p)
-        for view in supervisor.routing.providers:
-            m, name = per.get(view.name) or ProviderMetrics(), view.name
-            total.add_metric([name], m.requests_total)
-            success.add_metric([name], m.requests_success)
-            failed.add_metric([name], m.requests_failed)
-            for category, count in sorted(m.failures_by_category.items()):
-                failures.add_metric([name, category], count)
-            for q in _QUANTILES:
-                if (value := percentile(m.latencies_ms, q * 100)) is not None:
-                    latency.add_sample(latency.name, {"provider": name, "quantile": str(q)}, value / 1000.0)
-            for s in _STATES:
-                state.add_metric([name, s], 1.0 if view.state == s else 0.0)
-            cooling = view.cooldown_until is not None and view.state in ("cooldown", "unhealthy")
-            cooldown.add_metric([name], max(0.0, (view.cooldown_until or now) - now) if cooling else 0.0)
-        fallbacks = CounterMetricFamily("fallback_fallbacks", "Requests that left one provider for the next "
-                                        "(to_provider 'none': no provider was left).",
-                                        labels=["from_provider", "to_provider"])
-        for key, count in sorted((snapshot.fallbacks_total if snapshot else {}).items()):
-            origin, _, target = key.partition("->")  # '>' never occurs in a provider name
-            fallbacks.add_metric([origin, target], count)
-        recent = GaugeMetricFamily("fallback_fallbacks_last_24h", "Fallbacks in the last 24 hours.",
-                                   value=snapshot.fallbacks_last_24h if snapshot else 0)
-        return [total, success, failed, failures, latency, state, cooldown, fallbacks, recent]
+    return json_response({"provider": name, "state": state})
 
 
 # -------------------------------------------------------------- the app
@@ -389,10 +232,10 @@ class _SnapshotCollector:
 def create_app(supervisor: Supervisor) -> web.Application:
     """The aiohttp application serving ``supervisor`` (which must be running while it serves)."""
     limit = supervisor.config.server.max_body_bytes + _BODY_MARGIN
-    app = web.Application(client_max_size=limit, middlewares=[_errors])
+    app = web.Application(client_max_size=limit, middlewares=[errors])
     app[SUPERVISOR] = supervisor
     registry = CollectorRegistry(auto_describe=False)  # never the process-global registry
-    registry.register(_SnapshotCollector(supervisor))
+    registry.register(SnapshotCollector(supervisor))
     app[_REGISTRY] = registry
     app.router.add_post("/v1/chat/completions", _completions)
     app.router.add_get("/v1/models", _models)

@@ -13,7 +13,6 @@ import anyio
 import anyio.lowlevel
 import pytest
 
-import actors.testing
 from actors.testing import (
     FakeUpstream,
     context_length_exceeded,
@@ -61,16 +60,6 @@ async def read_events(resp: aiohttp.ClientResponse, into: list[str]) -> None:
     async for line in resp.content:
         if line.startswith(b"data: "):
             into.append(line[len(b"data: "):].decode().strip())
-
-
-def test_all_lists_every_public_name() -> None:
-    """Every name in __all__ exists, and every public function or class is listed."""
-    public = {
-        name for name, value in vars(actors.testing).items()
-        if not name.startswith("_") and callable(value)
-        and getattr(value, "__module__", None) == "actors.testing"
-    }
-    assert set(actors.testing.__all__) == public
 
 
 async def test_ok_returns_a_chat_completion(

@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import time
-import urllib.parse
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -41,6 +40,7 @@ from actors.core.messages import (
     ProviderMetrics,
     ProviderView,
 )
+from actors.edges.store.opening import connect_readonly, connect_writable
 from actors.edges.store.schema import (
     INSERT_EVENT,
     MIGRATIONS,
@@ -103,98 +103,15 @@ class Store:
         """
         where = os.fspath(path)
         if readonly:
-            return await cls._open_readonly(where, busy_timeout_s)
-        if await anyio.Path(where).is_dir():
-            example = os.path.join(where, "fallback.db")
-            raise StoreError(
-                f"is a directory, not a database file; use a file path such as {example}",
-                path=where,
-            )
-        try:
-            await anyio.Path(where).parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise StoreError(
-                f"cannot create its directory ({exc}); create it or choose another state path",
-                path=where,
-            ) from exc
-        with translated(where, busy_timeout_s):
-            db = await aiosqlite.connect(where, timeout=busy_timeout_s, isolation_level=None)
+            store = cls(await connect_readonly(where, busy_timeout_s), where, busy_timeout_s)
+            store._readonly = True
+            return store
+        db, baselines = await connect_writable(where, busy_timeout_s)
         store = cls(db, where, busy_timeout_s)
         store._flush_interval_s = flush_interval_s
         store._retention_s = retention_days * 86_400.0
-        try:
-            with translated(where, busy_timeout_s):
-                await store._prepare()
-        except BaseException:
-            await close_quietly(db)
-            raise
+        store._baselines.update(baselines)
         return store
-
-    @classmethod
-    async def _open_readonly(cls, where: str, busy_timeout_s: float) -> Store:
-        if not await anyio.Path(where).is_file():
-            raise StoreError("does not exist (nothing has been recorded there yet)", path=where)
-        uri = f"file:{urllib.parse.quote(str(await anyio.Path(where).absolute()))}?mode=ro"
-        with translated(where, busy_timeout_s):
-            db = await aiosqlite.connect(uri, uri=True, timeout=busy_timeout_s, isolation_level=None)
-        store = cls(db, where, busy_timeout_s)
-        store._readonly = True
-        try:
-            with translated(where, busy_timeout_s):
-                rows = await db.execute_fetchall(
-                    "SELECT (SELECT count(*) FROM sqlite_master WHERE name = 'schema_version')")
-                ((has_schema,),) = rows
-                version = 0
-                if has_schema:
-                    ((version,),) = await db.execute_fetchall(
-                        "SELECT coalesce(max(version), 0) FROM schema_version")
-        except BaseException:
-            await close_quietly(db)
-            raise
-        if not has_schema or version > len(MIGRATIONS):
-            await close_quietly(db)
-            why = ("is not a provider-fallback state file" if not has_schema else
-                   f"was written by a newer provider-fallback (schema version {version}); upgrade")
-            raise StoreError(why, path=where)
-        return store
-
-    async def _prepare(self) -> None:
-        """Set the pragmas, migrate, probe for writability, read the metric baselines."""
-        db = self._db
-        (mode,) = next(iter(await db.execute_fetchall("PRAGMA journal_mode=WAL")))
-        if mode != "wal":
-            _log.warning("state file %s: journal mode is %s, not wal", self._path, mode)
-        await db.execute("PRAGMA synchronous=NORMAL")
-        async with self._transaction():  # BEGIN IMMEDIATE: a locked file fails here, at open
-            await db.execute(
-                "CREATE TABLE IF NOT EXISTS schema_version"
-                " (version INTEGER PRIMARY KEY, applied_at REAL NOT NULL)"
-            )
-            ((version, others),) = await db.execute_fetchall(
-                "SELECT (SELECT coalesce(max(version), 0) FROM schema_version),"
-                " (SELECT count(*) FROM sqlite_master WHERE name != 'schema_version')"
-            )
-            if version > len(MIGRATIONS):
-                raise StoreError(
-                    f"was written by a newer provider-fallback (schema version {version}; this"
-                    f" one knows up to {len(MIGRATIONS)}); upgrade provider-fallback or choose"
-                    " another state path",
-                    path=self._path,
-                )
-            if version == 0 and others:
-                raise StoreError(
-                    "is a SQLite database of another application; choose another state path",
-                    path=self._path,
-                )
-            for number in range(version + 1, len(MIGRATIONS) + 1):
-                for statement in MIGRATIONS[number - 1]:
-                    await db.execute(statement)
-                await db.execute("INSERT INTO schema_version VALUES (?, ?)", (number, time.time()))
-            # A real write, so a read-only file fails here, at open, not at the first flush.
-            await db.execute(UPSERT_META, ("store.opened_at", repr(time.time())))
-            rows = await db.execute_fetchall("SELECT name, data FROM provider_metrics")
-        for name, m in _decode_rows(rows, _metrics_decoder, "provider metrics").items():
-            self._baselines[name] = (m.requests_total, m.requests_success, m.requests_failed)
 
     @property
     def path(self) -> str:

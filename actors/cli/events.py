@@ -1,0 +1,71 @@
+"""``run.py events export`` and ``run.py replay``: the log out of the state file, and back again."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from functools import partial
+
+from actors.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, fail, run_async
+from actors.core.config import load_config
+from actors.core.errors import FallbackError
+from actors.replay import replay
+from actors.replay.eventlog import export_events, read_log
+from actors.replay.summary import compare, render_summary, render_timeline
+
+__all__ = ("cmd_events", "cmd_replay")
+
+
+def cmd_events(args: argparse.Namespace) -> int:
+    """``events export``: the state file's event log as JSON lines (header first)."""
+    try:
+        config = load_config(args.config) if os.path.exists(args.config) else None
+        path = args.state or (config.state.path if config else "state/fallback.db")
+        if args.output in (None, "-"):
+            count = run_async(partial(export_events, path, sys.stdout.buffer, config=config, since=args.since,
+                                      until=args.until, provider=args.provider))
+            sys.stdout.buffer.flush()
+        else:
+            tmp = f"{args.output}.partial"
+            with open(tmp, "wb") as out:
+                count = run_async(partial(export_events, path, out, config=config, since=args.since,
+                                          until=args.until, provider=args.provider))
+            os.replace(tmp, args.output)  # a killed export leaves no half-written log behind
+    except (FallbackError, OSError) as exc:
+        fail(exc)
+        return EXIT_STARTUP
+    target = f" to {args.output}" if args.output not in (None, "-") else ""
+    print(f"exported {count} events from {path}{target}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cmd_replay(args: argparse.Namespace) -> int:
+    """``replay FILE``: the timeline and summary; exit 1 when replay disagrees with the log."""
+    try:
+        log = read_log(args.file)
+        config = load_config(args.config) if args.config else None
+        result = replay(log, config)
+    except FallbackError as exc:
+        fail(exc)
+        return EXIT_STARTUP
+    print(f"replayed {result.events} events from {args.file} ({result.mode}"
+          f"{', under ' + args.config if args.config else ''})")
+    for note in result.notes:
+        print(f"note: {note}")
+    print()
+    print(render_timeline(result.timeline, limit=args.limit))
+    print()
+    if result.mode == "what-if":
+        print("what changed (recorded vs this config):")
+        print(compare(result.recorded_summary, result.summary, labels=("recorded", "this config")))
+        return EXIT_OK
+    print("summary:")
+    print(render_summary(result.summary))
+    if result.divergence is not None:
+        print()
+        print(f"DIVERGED at {result.divergence.describe()}")
+        return EXIT_FAILED
+    print()
+    print(f"matches: the {len(result.recorded)} recorded decisions came out the same")
+    return EXIT_OK

@@ -1,0 +1,156 @@
+"""``run.py check`` and ``run.py status``: the config's providers, and their live or stored state."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from typing import Any
+
+import aiohttp
+import anyio
+import msgspec
+
+from actors.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, fail, format_table, run_async, service_url
+from actors.core.config import Config, load_config
+from actors.core.errors import ConfigError, FallbackError
+from actors.core.messages import (
+    FallbackTriggered,
+    MetricsSnapshot,
+    ProviderRecovered,
+    ProviderView,
+    RoutingSnapshot,
+)
+from actors.core.states import DAY_S, ProviderState
+from actors.edges.store import Store
+from actors.runtime.status import build_status
+
+__all__ = ("cell", "cmd_check", "cmd_status", "fetch_status", "format_status", "read_status", "status_async")
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """``check``: validate the config and show the providers; 0 when valid, 2 when not."""
+    try:
+        config = load_config(args.config)
+    except ConfigError as exc:
+        fail(exc)
+        return EXIT_STARTUP
+    rows = []
+    for p in sorted(config.providers, key=lambda p: p.priority):
+        key = "(no key)" if not p.api_key_env else (
+            f"{p.api_key_env} {'set' if p.api_key is not None else 'NOT SET'}")
+        models = ", ".join(f"{k}={v}" for k, v in p.models.items())
+        name = p.name if p.enabled else f"{p.name} (disabled)"
+        rows.append([name, p.kind, str(p.priority), p.base_url, models, key])
+    print(f"{config.source}: valid")
+    print(format_table(["provider", "kind", "priority", "base_url", "models", "key"], rows))
+    usable = [p for p in config.providers if p.enabled and p.configured]
+    missing = [p.api_key_env for p in config.providers if p.enabled and not p.configured]
+    print(f"{len(usable)} of {len(config.providers)} providers usable"
+          + (f"; set {', '.join(missing)} to use the rest" if missing else "")
+          + ("" if usable else " (until then the service answers every completion with 503)"))
+    return EXIT_OK
+
+
+async def fetch_status(url: str) -> dict[str, Any] | None:
+    """GET ``url``/status; None when nothing listens there (connection refused)."""
+    timeout = aiohttp.ClientTimeout(total=10)
+    try:
+        async with aiohttp.ClientSession(timeout=timeout) as session, \
+                session.get(url.rstrip("/") + "/status") as resp:
+            resp.raise_for_status()
+            data: dict[str, Any] = await resp.json()
+            return data
+    except aiohttp.ClientConnectorError:
+        return None
+
+
+async def read_status(config: Config, now: float) -> dict[str, Any]:
+    """The /status document rebuilt from the SQLite state file (the service is down)."""
+    restored: dict[str, ProviderView] = {}
+    metrics: MetricsSnapshot | None = None
+    if await anyio.Path(config.state.path).exists():  # don't create a file just to read it
+        store = await Store.open(config.state.path, readonly=True)  # never writes beside a service
+        try:
+            restored = await store.load_providers()
+            stored = await store.load_metrics()
+            recent = [e.message for e in await store.events(
+                types=["fallback_triggered"], since=now - DAY_S, limit=1_000_000)]
+            recoveries = [e.message for e in await store.events(types=["provider_recovered"],
+                                                                limit=1000)]
+            totals = await store.get_meta("fallbacks_total")
+        finally:
+            await store.close()
+        metrics = MetricsSnapshot(
+            at=now, providers=stored,
+            recent_fallbacks=tuple(m for m in recent if isinstance(m, FallbackTriggered))[-50:],
+            fallbacks_total=msgspec.json.decode(totals, type=dict[str, int]) if totals else {},
+            fallbacks_last_24h=len(recent),
+            recovery_times_s=tuple(m.downtime_s for m in recoveries if isinstance(m, ProviderRecovered)),
+        )
+    views = []
+    for p in config.providers:
+        view = restored.get(p.name)
+        if view is None:  # never saved: what the service would start with
+            state: ProviderState = "healthy" if p.configured else "unconfigured"
+            detail = "" if p.configured else f"{p.api_key_env} is not set"
+            if not p.enabled:
+                state, detail = "disabled", "enabled = false in the config"
+            view = ProviderView(name=p.name, priority=p.priority, state=state, detail=detail)
+        views.append(msgspec.structs.replace(view, priority=p.priority))
+    views.sort(key=lambda v: v.priority)
+    routing = RoutingSnapshot(at=now, version=0, providers=tuple(views))
+    return build_status(config, routing, metrics, now)
+
+
+def cell(value: Any, fmt: str = "{}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
+def format_status(status: dict[str, Any]) -> str:
+    """The /status document as a table plus a summary line."""
+    rows = []
+    for name, p in status.get("providers", {}).items():
+        m = p.get("metrics") or {}
+        err = p.get("last_error")
+        last = "-"
+        if err:
+            code = f" {err['status']}" if err.get("status") is not None else ""
+            last = f"{err['category']}{code}: {err.get('message', '')}"
+            last = last if len(last) <= 60 else last[:57] + "..."
+        state = p["state"] + (f" ({p['detail']})" if p.get("detail") else "")
+        rows.append([name, state, str(p["priority"]), cell(p.get("cooldown_remaining_s"), "{:g} s"),
+                     str(p.get("failure_count", 0)), str(m.get("requests_total", 0)),
+                     cell(m.get("uptime_percent"), "{:.1f}"), cell(m.get("p95_latency_ms"), "{:.0f}"),
+                     last])
+    table = format_table(["provider", "state", "priority", "cooldown", "failures", "requests",
+                          "success %", "p95 ms", "last error"], rows)
+    recovery = status.get("avg_recovery_time_seconds")
+    summary = (f"fallbacks in the last 24 h: {status.get('fallback_events_last_24h', 0)}; "
+               f"average recovery: {'-' if recovery is None else f'{recovery:g} s'}")
+    return f"{table}\n{summary}"
+
+
+async def status_async(config: Config, url: str) -> tuple[dict[str, Any], str]:
+    """The status from the running service, else from the state file; and where it came from."""
+    status = await fetch_status(url)
+    if status is not None:
+        return status, f"(from the service at {url})"
+    status = await read_status(config, time.time())
+    return status, f"(service not running; from {config.state.path})"
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    """``status``: ask the service, or read the state file when it is down."""
+    try:
+        config = load_config(args.config)
+        status, source = run_async(status_async, config, args.url or service_url(config))
+    except (FallbackError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+        fail(exc)
+        return EXIT_STARTUP if isinstance(exc, FallbackError) else EXIT_FAILED
+    if args.json:
+        print(json.dumps(status, indent=2))
+    else:
+        print(source)
+        print(format_status(status))
+    return EXIT_OK

@@ -1,0 +1,73 @@
+"""The ``/metrics`` exposition: Prometheus metrics built at scrape time from published snapshots.
+
+Nothing is counted per request here: each scrape reads the supervisor's latest
+routing and metrics snapshots (immutable data) and turns them into metric
+families with prometheus-client, the reference implementation of the format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import get_args
+
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from actors.core.messages import ProviderMetrics
+from actors.core.states import ProviderState
+from actors.core.stats import percentile
+from actors.runtime.supervisor import Supervisor
+
+__all__ = ("SnapshotCollector",)
+
+_STATES: tuple[str, ...] = get_args(ProviderState)
+_QUANTILES = (0.5, 0.95, 0.99)
+
+
+class SnapshotCollector:
+    """Prometheus metrics built at scrape time from the supervisor's latest snapshots."""
+
+    def __init__(self, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+
+    def describe(self) -> Iterable[Metric]:
+        return ()  # names are dynamic; registering must not collect
+
+    def collect(self) -> Iterable[Metric]:
+        supervisor = self._supervisor
+        now, snapshot = supervisor.clock.now(), supervisor.metrics
+        per = snapshot.providers if snapshot is not None else {}
+        p = ["provider"]
+        total = CounterMetricFamily("fallback_provider_requests", "Attempts sent to the provider.", labels=p)
+        success = CounterMetricFamily("fallback_provider_requests_success", "Attempts answered.", labels=p)
+        failed = CounterMetricFamily("fallback_provider_requests_failed", "Attempts that failed.", labels=p)
+        failures = CounterMetricFamily("fallback_provider_failures", "Failed attempts by failure category.",
+                                       labels=[*p, "category"])
+        latency = Metric("fallback_provider_latency_seconds", "Answer latency (to the first chunk when "
+                         "streaming) over the last metrics.latency_window answers.", "summary")
+        state = GaugeMetricFamily("fallback_provider_state", "1 for the provider's current state, else 0.",
+                                  labels=[*p, "state"])
+        cooldown = GaugeMetricFamily("fallback_provider_cooldown_remaining_seconds",
+                                     "Seconds until the provider's cooldown ends (0 when none).", labels=p)
+        for view in supervisor.routing.providers:
+            m, name = per.get(view.name) or ProviderMetrics(), view.name
+            total.add_metric([name], m.requests_total)
+            success.add_metric([name], m.requests_success)
+            failed.add_metric([name], m.requests_failed)
+            for category, count in sorted(m.failures_by_category.items()):
+                failures.add_metric([name, category], count)
+            for q in _QUANTILES:
+                if (value := percentile(m.latencies_ms, q * 100)) is not None:
+                    latency.add_sample(latency.name, {"provider": name, "quantile": str(q)}, value / 1000.0)
+            for s in _STATES:
+                state.add_metric([name, s], 1.0 if view.state == s else 0.0)
+            cooling = view.cooldown_until is not None and view.state in ("cooldown", "unhealthy")
+            cooldown.add_metric([name], max(0.0, (view.cooldown_until or now) - now) if cooling else 0.0)
+        fallbacks = CounterMetricFamily("fallback_fallbacks", "Requests that left one provider for the next "
+                                        "(to_provider 'none': no provider was left).",
+                                        labels=["from_provider", "to_provider"])
+        for key, count in sorted((snapshot.fallbacks_total if snapshot else {}).items()):
+            origin, _, target = key.partition("->")  # '>' never occurs in a provider name
+            fallbacks.add_metric([origin, target], count)
+        recent = GaugeMetricFamily("fallback_fallbacks_last_24h", "Fallbacks in the last 24 hours.",
+                                   value=snapshot.fallbacks_last_24h if snapshot else 0)
+        return [total, success, failed, failures, latency, state, cooldown, fallbacks, recent]
