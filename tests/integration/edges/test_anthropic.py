@@ -72,6 +72,7 @@ class FakeAnthropic:
     def __init__(self) -> None:
         self.answer = Answer()
         self.models_status = 200
+        self.root_status = 404  # the Messages API has nothing at its root
         self.requests: list[tuple[str, Mapping[str, str], Any]] = []
         self.url = ""
 
@@ -93,6 +94,10 @@ class FakeAnthropic:
         body = _json({"data": []}) if self.models_status < 300 else _error("authentication_error", "bad key")
         return web.Response(status=self.models_status, body=body, content_type="application/json")
 
+    async def root(self, request: web.Request) -> web.Response:
+        self.requests.append((request.path, request.headers, None))
+        return web.Response(status=self.root_status, text="not here")
+
     @property
     def sent(self) -> Any:
         """The JSON body of the last request."""
@@ -111,6 +116,7 @@ async def fake() -> AsyncIterator[FakeAnthropic]:
     app = web.Application()
     app.router.add_post("/v1/messages", server.messages)
     app.router.add_get("/v1/models", server.models)
+    app.router.add_get("/", server.root)
     runner = web.AppRunner(app)
     await runner.setup()
     try:
@@ -427,9 +433,19 @@ async def test_connection_refused_is_a_connect_failure(session: aiohttp.ClientSe
 
 
 # -- health -------------------------------------------------------------------
-async def test_ping_counts_a_404_as_up(adapter: AnthropicAdapter) -> None:
-    """Any HTTP answer below 500 at the base URL means the server is up."""
+async def test_ping_counts_a_404_as_up(adapter: AnthropicAdapter, fake: FakeAnthropic) -> None:
+    """A 404 at the base URL is an HTTP answer: the server is up, so ping passes."""
     await adapter.ping()
+    path, _, _ = fake.requests[-1]
+    assert (path, fake.root_status) == ("/", 404)
+
+
+async def test_ping_fails_on_a_5xx_at_the_base_url(adapter: AnthropicAdapter, fake: FakeAnthropic) -> None:
+    """A 5xx at the base URL is a server in trouble: ping raises an http failure."""
+    fake.root_status = 503
+    with pytest.raises(UpstreamFailure) as info:
+        await adapter.ping()
+    assert (info.value.kind, info.value.status) == ("http", 503)
 
 
 async def test_check_lists_models_with_the_key(adapter: AnthropicAdapter, fake: FakeAnthropic) -> None:

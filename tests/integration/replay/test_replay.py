@@ -275,3 +275,16 @@ def test_tampered_decision_is_the_divergence() -> None:
     assert result.divergence.got is not None
     assert result.divergence.expected is not None
     assert result.divergence.got.cooldown_until == data["cooldown_until"]  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("name", ["primary-outage-failback", "groq-429-storm"])
+def test_schema_2_log_is_migrated_to_typed_fields_and_replays(name: str) -> None:
+    """A schema-2 log (causes kept in reason text) reads with typed causes and replays exactly."""
+    log = read_log(INCIDENTS / "v2" / f"{name}.jsonl")
+    assert log.header.migrated_from == 2
+    downs = [m for m in log.messages if isinstance(m, ProviderStateChanged) and m.new in ("cooldown", "unhealthy")]
+    assert downs, "the incident has moves out of routing"
+    assert all(m.cause is not None for m in downs if m.reason != "admin_enable")
+    assert any(m.probe for m in downs) == any(m.reason.startswith("probe_failed:") for m in downs)
+    result = replay(log)
+    assert result.matches, result.divergence and result.divergence.describe()
