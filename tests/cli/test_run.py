@@ -128,6 +128,15 @@ def test_serve_reports_a_corrupt_state_file(workdir: Path) -> None:
 # ---------------------------------------------------------------- serve: running
 
 
+def test_a_second_service_on_the_same_state_file_refuses_to_start(workdir: Path) -> None:
+    """Two services never share a state file by accident: the second names the path and the owner's pid."""
+    with running(workdir) as first:
+        result = cli(workdir, "--port", str(free_port()))
+        line = _assert_startup_error(result, "state/fallback.db", f"pid {first.proc.pid}")
+        assert "in use" in line
+        assert urllib.request.urlopen(f"{first.url}/healthz", timeout=5).status == 200  # the owner goes on
+
+
 class Service:
     """``run.py serve`` in a subprocess (output to a file), killed if a test leaves it running."""
 

@@ -8,6 +8,8 @@ at open, never at the first write.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import logging
 import os
 import time
@@ -21,24 +23,67 @@ from actors.core.errors import StoreError
 from actors.core.messages import ProviderMetrics
 from actors.edges.store.schema import MIGRATIONS, UPSERT_META, Counts, close_quietly, translated
 
-__all__ = ("connect_readonly", "connect_writable")
+__all__ = ("OwnerLock", "connect_readonly", "connect_writable")
 
 _log = logging.getLogger("actors.edges.store")
 _metrics_decoder = msgspec.json.Decoder(ProviderMetrics)
 
 
+class OwnerLock:
+    """The one owner of a state file: an OS lock on ``<path>.lock``, held for the owner's life.
+
+    ``flock`` is released by the kernel when the process ends however it ends
+    (kill -9 included), so a crash never leaves a stale lock behind. The file
+    holds the owner's pid, for the message a second owner gets. Read-only
+    users (export, offline status) take no lock.
+    """
+
+    def __init__(self, fd: int, path: str) -> None:
+        self._fd: int | None = fd
+        self.path = path
+
+    @classmethod
+    def take(cls, where: str) -> OwnerLock:
+        """Lock ``where``'s lock file or raise StoreError naming the owner's pid."""
+        lock_path = where + ".lock"
+        try:
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            raise StoreError(f"cannot open its lock file {lock_path} ({exc.strerror or exc});"
+                             " check the directory's permissions", path=where) from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            owner = _read_pid(fd)
+            os.close(fd)
+            who = f"pid {owner}" if owner else "another process"
+            raise StoreError(f"is in use by another provider-fallback service ({who}); stop it, or give"
+                             " this one its own [state] path (sharing state between instances is"
+                             " [state] shared_url)", path=where) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        return cls(fd, lock_path)
+
+    def release(self) -> None:
+        """Unlock (closing the descriptor releases the flock); calling it again does nothing."""
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+            os.close(fd)
+
+
+def _read_pid(fd: int) -> int | None:
+    try:
+        text = os.pread(fd, 32, 0).decode(errors="replace").strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None
+
+
 async def connect_writable(where: str, busy_timeout_s: float,
                            ) -> tuple[aiosqlite.Connection, dict[str, Counts]]:
-    """Create or migrate the file; return the connection and each provider's stored counts."""
-    if await anyio.Path(where).is_dir():
-        example = os.path.join(where, "fallback.db")
-        raise StoreError(f"is a directory, not a database file; use a file path such as {example}",
-                         path=where)
-    try:
-        await anyio.Path(where).parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StoreError(f"cannot create its directory ({exc}); create it or choose another state path",
-                         path=where) from exc
+    """Create or migrate the file (its directory exists); return the connection and the stored counts."""
     with translated(where, busy_timeout_s):
         db = await aiosqlite.connect(where, timeout=busy_timeout_s, isolation_level=None)
     try:

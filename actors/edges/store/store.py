@@ -40,7 +40,7 @@ from actors.core.messages import (
     ProviderMetrics,
     ProviderView,
 )
-from actors.edges.store.opening import connect_readonly, connect_writable
+from actors.edges.store.opening import OwnerLock, connect_readonly, connect_writable
 from actors.edges.store.schema import (
     INSERT_EVENT,
     MIGRATIONS,
@@ -84,6 +84,7 @@ class Store:
         self._committed = anyio.Event()
         self._closed = False
         self._readonly = False  # opened read-only
+        self._owner: OwnerLock | None = None  # held while open for writing
 
     @classmethod
     async def open(
@@ -106,8 +107,22 @@ class Store:
             store = cls(await connect_readonly(where, busy_timeout_s), where, busy_timeout_s)
             store._readonly = True
             return store
-        db, baselines = await connect_writable(where, busy_timeout_s)
+        if await anyio.Path(where).is_dir():  # before its lock file lands beside it
+            raise StoreError(f"is a directory, not a database file; use a file path such as "
+                             f"{os.path.join(where, 'fallback.db')}", path=where)
+        try:
+            await anyio.Path(where).parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create its directory ({exc}); create it or choose another state path",
+                             path=where) from exc
+        owner = OwnerLock.take(where)
+        try:
+            db, baselines = await connect_writable(where, busy_timeout_s)
+        except BaseException:
+            owner.release()
+            raise
         store = cls(db, where, busy_timeout_s)
+        store._owner = owner
         store._flush_interval_s = flush_interval_s
         store._retention_s = retention_days * 86_400.0
         store._baselines.update(baselines)
@@ -215,6 +230,8 @@ class Store:
                     self._wake.set()
                     self._committed.set()
                     await close_quietly(self._db)
+                    if self._owner is not None:
+                        self._owner.release()
 
     async def prune(self, *, now: float | None = None) -> int:
         """Delete events and rollups older than retention_days (buffered ones too); count the events."""

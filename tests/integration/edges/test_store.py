@@ -599,3 +599,47 @@ async def test_read_only_file_raises_store_error() -> None:
             assert str(path) in result.stdout.decode()
         finally:
             os.chmod(folder, 0o755)
+
+
+# ---------------------------------------------------------------- one owner
+
+
+async def test_a_second_owner_is_refused_naming_the_path_and_pid(db_path: Path) -> None:
+    """While one Store owns the file, opening it for writing again fails naming the path and our pid."""
+    first = await Store.open(db_path)
+    try:
+        with pytest.raises(StoreError) as caught:
+            await Store.open(db_path)
+        assert str(db_path) in str(caught.value)
+        assert f"pid {os.getpid()}" in str(caught.value)
+        reader = await Store.open(db_path, readonly=True)  # export and offline status take no lock
+        await reader.close()
+    finally:
+        await first.close()
+    again = await Store.open(db_path)  # released on close
+    await again.close()
+
+
+_HOLD = """
+import sys, anyio
+from actors.edges.store import Store
+async def main() -> None:
+    await Store.open(sys.argv[1])
+    print("open", flush=True)
+    await anyio.sleep(60)
+anyio.run(main)
+"""
+
+
+async def test_kill_9_of_the_owner_releases_the_file(db_path: Path) -> None:
+    """The lock dies with its process: after kill -9 of the owner, a new owner opens at once."""
+    async with await anyio.open_process([sys.executable, "-c", _HOLD, str(db_path)], cwd=REPO) as proc:
+        assert proc.stdout is not None
+        with anyio.fail_after(20):
+            assert (await proc.stdout.receive()).startswith(b"open")
+        with pytest.raises(StoreError, match=rf"pid {proc.pid}"):
+            await Store.open(db_path)
+        proc.kill()
+        await proc.wait()
+    store = await Store.open(db_path)
+    await store.close()
