@@ -39,6 +39,7 @@ log = logging.getLogger("actors")
 In = TypeVar("In", bound=Message)
 _BURST = 64  # messages taken without a pass through the event loop, at most
 _GONE = (anyio.ClosedResourceError, anyio.BrokenResourceError)
+_CLOSED = (anyio.EndOfStream, anyio.ClosedResourceError)
 
 Reply = list[Message] | BaseException
 
@@ -234,11 +235,14 @@ class Actor(ABC, Generic[In]):
                 if out := self.idle(clock.now()):
                     await self.emit(out)
                     continue
-                waited = await self._wait(deadline)
+                try:
+                    waited = await self._wait(deadline)
+                except _CLOSED:  # close() while idle: a clean stop, not a crash
+                    return
                 if waited is None:
                     continue  # the deadline came
                 item = waited
-            except (anyio.EndOfStream, anyio.ClosedResourceError):
+            except _CLOSED:
                 return
             else:
                 burst += 1
@@ -266,8 +270,12 @@ class Actor(ABC, Generic[In]):
             except Exception as exc:
                 self._reply(item, exc)
                 raise
-            if out:
-                await self.emit(out)
+            try:
+                if out:
+                    await self.emit(out)
+            except BaseException:  # cancelled mid-emit (shutdown): the asker learns why now
+                self._reply(item, SupervisorClosedError(f"{self.name} stopped while answering"))
+                raise
             self._reply(item, out)
         else:
             out = self._dispatch(item, item.at)
@@ -286,13 +294,12 @@ class Actor(ABC, Generic[In]):
         if inbox is None:
             raise SupervisorClosedError(f"{self.name} is not running")
         send, receive = anyio.create_memory_object_stream[Reply](1)
-        with send, receive:
+        with send, receive, anyio.fail_after(wait_s):  # the whole ask: room in the inbox and the reply
             try:
                 await inbox.send(Envelope(message, send))
             except _GONE:
                 raise SupervisorClosedError(f"{self.name} is stopped") from None
-            with anyio.fail_after(wait_s):
-                reply = await receive.receive()
+            reply = await receive.receive()
         if isinstance(reply, BaseException):
             raise reply
         return reply

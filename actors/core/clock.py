@@ -16,11 +16,24 @@ import heapq
 import itertools
 import math
 import time
+from types import TracebackType
 from typing import Protocol, runtime_checkable
 
 import anyio
 
-__all__ = ("Clock", "SystemClock", "VirtualClock")
+__all__ = ("Clock", "DeadlineScope", "SystemClock", "VirtualClock")
+
+
+class DeadlineScope(Protocol):
+    """What :meth:`Clock.move_on_at` returns: a ``with`` scope that says whether its deadline cut it short."""
+
+    @property
+    def cancelled_caught(self) -> bool: ...
+
+    def __enter__(self) -> DeadlineScope: ...
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None: ...
 
 
 @runtime_checkable
@@ -35,7 +48,7 @@ class Clock(Protocol):
         """Return once :meth:`now` has reached ``deadline``."""
         ...
 
-    def move_on_at(self, deadline: float) -> anyio.CancelScope:
+    def move_on_at(self, deadline: float) -> DeadlineScope:
         """A cancel scope that cancels itself when ``deadline`` (a clock time) is reached.
 
         The one timer path: actors wait for their next message under it, the
@@ -55,7 +68,7 @@ class SystemClock:
     async def sleep_until(self, deadline: float) -> None:
         await anyio.sleep(max(0.0, deadline - time.time()))
 
-    def move_on_at(self, deadline: float) -> anyio.CancelScope:
+    def move_on_at(self, deadline: float) -> DeadlineScope:
         if math.isinf(deadline):
             return anyio.CancelScope()
         return anyio.CancelScope(deadline=anyio.current_time() + (deadline - time.time()))
@@ -76,6 +89,29 @@ class _Timer:
             self.scope.cancel()
         elif self.event is not None:
             self.event.set()
+
+
+class _VirtualScope:
+    """An anyio cancel scope whose timer is forgotten when the scope exits, fired or not."""
+
+    __slots__ = ("_scope", "_timer")
+
+    def __init__(self, scope: anyio.CancelScope, timer: _Timer) -> None:
+        self._scope = scope
+        self._timer = timer
+
+    @property
+    def cancelled_caught(self) -> bool:
+        return self._scope.cancelled_caught
+
+    def __enter__(self) -> _VirtualScope:
+        self._scope.__enter__()
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> bool | None:
+        self._timer.fired = True  # left: next_deadline() and advance() no longer see it
+        return self._scope.__exit__(exc_type, exc, tb)
 
 
 class VirtualClock:
@@ -107,17 +143,19 @@ class VirtualClock:
         timer = self._register(deadline, None)
         if not timer.fired:
             assert timer.event is not None
-            await timer.event.wait()
+            try:
+                await timer.event.wait()
+            finally:
+                timer.fired = True  # cancelled: nobody waits for it any more
         else:
             await anyio.lowlevel.checkpoint()
 
     async def sleep(self, seconds: float) -> None:
         await self.sleep_until(self._now + seconds)
 
-    def move_on_at(self, deadline: float) -> anyio.CancelScope:
+    def move_on_at(self, deadline: float) -> DeadlineScope:
         scope = anyio.CancelScope()
-        self._register(deadline, scope)
-        return scope
+        return _VirtualScope(scope, self._register(deadline, scope))
 
     def next_deadline(self) -> float | None:
         """When the earliest pending timer falls due, if any."""

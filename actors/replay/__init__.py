@@ -34,7 +34,9 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from actors.core.config import Config
+import msgspec
+
+from actors.core.config import Config, Secret
 from actors.core.errors import EventLogError
 from actors.core.messages import ActorRestarted, Message, ProviderView, SupervisorStarted
 from actors.replay.engine import DECISIONS, Divergence, Run
@@ -170,6 +172,8 @@ def replay(
     tolerance = 1.0 if header.migrated_from == 1 else 0.0
     if tolerance:
         notes.append("a schema-1 log: its decisions were dated when handled, so times match within 1 s")
+    else:
+        config = _as_recorded_config(config, log, notes)
     run = Run(log, config, tolerance=tolerance)
     if mode == "exact":
         recorded = _exact(run)
@@ -192,6 +196,33 @@ def replay(
         mode=mode,
         notes=notes,
     )
+
+
+def _as_recorded_config(config: Config, log: EventLog, notes: list[str]) -> Config:
+    """``config`` with each provider configured as the log says it was, whatever this shell's environment.
+
+    A replay never turns a provider ``unconfigured`` because a key variable is
+    unset here: which providers had keys comes from the log's header. Where the
+    two disagree, a note says what was assumed.
+    """
+    recorded = set(log.header.configured) if log.header.configured is not None else None
+    in_log = {name for m in log.messages if isinstance(name := getattr(m, "provider", None), str)}
+    providers = []
+    for p in config.providers:
+        was = (p.name in recorded) if recorded is not None else (p.name in in_log or p.configured)
+        if was and not p.configured:
+            p = msgspec.structs.replace(p, api_key=Secret("replay"))  # a placeholder: replay calls no one
+        elif not was and p.configured:
+            notes.append(f"{p.name} was not configured when the log was recorded: it has no recorded"
+                         " traffic, so what-if cannot say how it would have answered")
+            p = msgspec.structs.replace(p, api_key=None)
+        providers.append(p)
+    names = {p.name for p in config.providers}
+    recorded_providers = (log.header.config or {}).get("providers", ())
+    header_names = {p.get("name") for p in recorded_providers if isinstance(p, dict)}
+    for gone in sorted(n for n in (in_log | header_names) - names if isinstance(n, str)):
+        notes.append(f"the log's provider {gone} is not in this config: its recorded events are ignored")
+    return msgspec.structs.replace(config, providers=tuple(providers))
 
 
 def _as_recorded(log: EventLog, end: float) -> Summary:

@@ -336,8 +336,12 @@ class Store:
         provider: str | None = None,
         types: Sequence[str] | None = None,
         before: int | None = None,
+        descending: bool = False,
     ) -> list[StoredEvent]:
-        """Up to ``limit`` events with ``after < id < before`` and ``since <= at < until``, by id."""
+        """Up to ``limit`` events with ``after < id < before`` and ``since <= at < until``, by id.
+
+        ``descending`` gives the newest first (page on with ``before`` = the last id seen).
+        """
         if limit < 0:  # SQLite reads a negative LIMIT as "no limit"
             raise ValueError(f"limit must not be negative, not {limit}")
         where, params = ["id > ?"], list[Any]([after])
@@ -354,7 +358,8 @@ class Store:
             where.append(f"type IN ({', '.join('?' * len(types))})")
             params.extend(types)
         sql = (
-            f"SELECT id, at, type, provider, data FROM events WHERE {' AND '.join(where)} ORDER BY id LIMIT ?"
+            f"SELECT id, at, type, provider, data FROM events WHERE {' AND '.join(where)}"
+            f" ORDER BY id {'DESC' if descending else 'ASC'} LIMIT ?"
         )
         return [StoredEvent(*row) for row in await self._fetch(sql, [*params, limit])]
 

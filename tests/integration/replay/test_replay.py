@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from actors.core.clock import VirtualClock
-from actors.core.config import Config
+from actors.core.config import Config, parse_config
 from actors.core.errors import EventLogError
 from actors.core.messages import SCHEMA_VERSION, AttemptFailed, ProviderStateChanged, encode_message
 from actors.replay import replay
@@ -288,3 +288,27 @@ def test_schema_2_log_is_migrated_to_typed_fields_and_replays(name: str) -> None
     assert any(m.probe for m in downs) == any(m.reason.startswith("probe_failed:") for m in downs)
     result = replay(log)
     assert result.matches, result.divergence and result.divergence.describe()
+
+
+def test_what_if_needs_no_key_in_the_environment() -> None:
+    """A what-if config parsed where no key variable is set still replays the providers the log had."""
+    log = read_log(INCIDENTS / "primary-outage-failback.jsonl")
+    assert log.header.config is not None
+    bare = parse_config(log.header.config, env={}, source="a shell without keys")
+    assert not any(p.configured for p in bare.providers if p.api_key_env)
+    result = replay(log, config=bare)
+    assert result.final_state == replay(log).final_state
+    assert "unconfigured" not in result.final_state.values()
+    assert result.summary.providers["litellm"].attempts == result.recorded_summary.providers["litellm"].attempts
+
+
+def test_what_if_says_what_it_assumed_for_providers_the_log_lacks() -> None:
+    """A what-if provider the log never had is named in a note, and the log's missing one too."""
+    log = read_log(INCIDENTS / "primary-outage-failback.jsonl")
+    assert log.header.config is not None
+    data = json.loads(json.dumps(log.header.config))
+    data["providers"][2]["name"] = "newcomer"
+    config = parse_config(data, env={p["api_key_env"]: "k" for p in data["providers"]}, source="what-if")
+    result = replay(log, config=config)
+    assert any("newcomer was not configured when the log was recorded" in n for n in result.notes)
+    assert any("openrouter is not in this config" in n for n in result.notes)
