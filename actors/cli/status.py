@@ -15,15 +15,14 @@ from actors.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, fail, format_t
 from actors.core.config import Config, load_config
 from actors.core.errors import ConfigError, FallbackError
 from actors.core.messages import (
-    FallbackTriggered,
     MetricsSnapshot,
-    ProviderRecovered,
     ProviderView,
     RoutingSnapshot,
 )
-from actors.core.states import DAY_S, ProviderState
+from actors.core.states import ProviderState
 from actors.edges.store import Store
 from actors.runtime.status import build_status
+from actors.runtime.wiring import load_restored
 
 __all__ = ("cell", "cmd_check", "cmd_status", "fetch_status", "format_status", "read_status", "status_async")
 
@@ -72,22 +71,14 @@ async def read_status(config: Config, now: float) -> dict[str, Any]:
     if await anyio.Path(config.state.path).exists():  # don't create a file just to read it
         store = await Store.open(config.state.path, readonly=True)  # never writes beside a service
         try:
-            restored = await store.load_providers()
-            stored = await store.load_metrics()
-            recent = [e.message for e in await store.events(
-                types=["fallback_triggered"], since=now - DAY_S, limit=1_000_000)]
-            recoveries = [e.message for e in await store.events(types=["provider_recovered"],
-                                                                limit=1000)]
-            totals = await store.get_meta("fallbacks_total")
+            stored = await load_restored(store, now)
         finally:
             await store.close()
+        restored = stored.providers
         metrics = MetricsSnapshot(
-            at=now, providers=stored,
-            recent_fallbacks=tuple(m for m in recent if isinstance(m, FallbackTriggered))[-50:],
-            fallbacks_total=msgspec.json.decode(totals, type=dict[str, int]) if totals else {},
-            fallbacks_last_24h=len(recent),
-            recovery_times_s=tuple(m.downtime_s for m in recoveries if isinstance(m, ProviderRecovered)),
-        )
+            at=now, providers=stored.metrics, recent_fallbacks=stored.fallbacks[-50:],
+            fallbacks_total=stored.fallbacks_total, fallbacks_last_24h=len(stored.fallbacks),
+            recovery_times_s=stored.recovery_times)
     views = []
     for p in config.providers:
         view = restored.get(p.name)

@@ -55,6 +55,7 @@ __all__ = (
     "RestoreProvider",
     "RoutingSnapshot",
     "SupervisorStarted",
+    "Sync",
     "Tick",
     "decode_message",
     "encode_message",
@@ -287,6 +288,12 @@ class MetricsSnapshot(Message, frozen=True, kw_only=True, tag="metrics_snapshot"
 
 class Tick(Message, frozen=True, kw_only=True, tag="tick"):
     """An actor's own timer fired."""
+
+    logged: ClassVar[bool] = False
+
+
+class Sync(Message, frozen=True, kw_only=True, tag="sync"):
+    """A barrier: an actor that answers an ask of it has handled everything queued before it (not logged)."""
 
     logged: ClassVar[bool] = False
 

@@ -22,7 +22,7 @@ from typing import ClassVar, assert_never
 from actors.core.actor import Actor
 from actors.core.clock import Clock
 from actors.core.config import RoutingConfig
-from actors.core.messages import AttemptFailed, ErrorClassified, HealthChecked, Message
+from actors.core.messages import AttemptFailed, ErrorClassified, HealthChecked, Message, Sync
 from actors.core.states import Action, Category, Severity
 
 __all__ = ("ClassifierInbox", "ErrorClassifier", "classify")
@@ -140,7 +140,7 @@ def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> E
                     cooldown_s=cd.server_error, suggested="check the provider's base_url")
 
 
-ClassifierInbox = AttemptFailed | HealthChecked
+ClassifierInbox = AttemptFailed | HealthChecked | Sync
 
 
 class ErrorClassifier(Actor[ClassifierInbox]):
@@ -165,5 +165,7 @@ class ErrorClassifier(Actor[ClassifierInbox]):
                     # path (404 on /health, say) says nothing about serving requests.
                     return []
                 return [classify(message, self.policy)]
+            case Sync():
+                return []
             case _:
                 assert_never(message)

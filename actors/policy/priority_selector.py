@@ -40,6 +40,7 @@ from actors.core.messages import (
     ProviderView,
     RestoreProvider,
     RoutingSnapshot,
+    Sync,
 )
 from actors.core.states import DOWN_STATES, USABLE_STATES, Category, ProviderState
 from actors.policy.error_classifier import classify
@@ -86,6 +87,7 @@ SelectorInbox = (
     | RestoreProvider
     | DisableProvider
     | EnableProvider
+    | Sync
 )
 
 
@@ -224,6 +226,8 @@ class PrioritySelector(Actor[SelectorInbox]):
 
     def handle(self, message: SelectorInbox, now: float) -> list[Message]:
         out: list[Message] = []
+        if isinstance(message, Sync):
+            return out
         rec = self._records.get(message.provider)
         if rec is None:
             return out
@@ -248,6 +252,8 @@ class PrioritySelector(Actor[SelectorInbox]):
                 self._move(rec, "disabled", "admin_disable", now, out)
             case EnableProvider():
                 self._on_enable(rec, now, out)
+            case Sync():
+                pass
             case _:
                 assert_never(message)
         if out or rec.view() != before:

@@ -8,7 +8,7 @@ tell a success or classify and tell a failure. It holds no request state.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from actors.core.actor import Bus
@@ -21,6 +21,10 @@ from actors.edges.providers.base import UpstreamFailure
 from actors.policy.error_classifier import classify
 
 __all__ = ("FailureReport", "Reporter")
+
+
+async def _nothing() -> None:
+    return None
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,14 +41,18 @@ class FailureReport:
 class Reporter:
     """Tells the bus how each attempt ended; classifies failures on the spot."""
 
-    __slots__ = ("bus", "clock", "routing", "snapshot")
+    __slots__ = ("bus", "clock", "routing", "settle", "snapshot")
 
     def __init__(self, *, clock: Clock, bus: Bus, routing: RoutingConfig,
-                 snapshot: Callable[[], RoutingSnapshot]) -> None:
+                 snapshot: Callable[[], RoutingSnapshot],
+                 settle: Callable[[], Awaitable[None]] | None = None) -> None:
         self.clock = clock
         self.bus = bus
         self.routing = routing
         self.snapshot = snapshot  # the latest published routing snapshot
+        #: Waits until every outcome told so far is decided and its state committed:
+        #: a caller is answered only once the state it caused survives a kill -9.
+        self.settle = settle or _nothing
 
     def _routine(self, provider: str, last_resort: bool) -> bool:
         """A success the published snapshot says changes nothing: healthy, no failure counted."""
@@ -56,11 +64,13 @@ class Reporter:
         return False
 
     def succeeded(self, *, provider: str, model: str, request_id: str, latency_ms: float,
-                  stream: bool = False, last_resort: bool = False) -> None:
+                  stream: bool = False, last_resort: bool = False) -> bool:
+        """Tell the bus; True when the success may change routing state (it was not routine)."""
+        routine = self._routine(provider, last_resort)
         self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=provider, model=model,
                                        request_id=request_id, latency_ms=round(latency_ms, 3),
-                                       stream=stream, last_resort=last_resort,
-                                       routine=self._routine(provider, last_resort)))
+                                       stream=stream, last_resort=last_resort, routine=routine))
+        return not routine
 
     def failed(self, provider: str, model: str, request_id: str, failure: UpstreamFailure, tries: int,
                started: float, *, stream: bool = False, last_resort: bool = False) -> FailureReport:

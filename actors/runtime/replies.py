@@ -169,6 +169,7 @@ class ChatStream:
                     last_resort=self.last_resort,
                 ).attempt
                 await self.aclose()
+                await reporter.settle()  # the caller learns of it once the state it caused is saved
                 raise StreamInterruptedError(self.provider, self.partial_text, attempt, self.attempts)
             if payload is None:
                 return

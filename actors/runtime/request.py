@@ -26,7 +26,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -99,12 +99,14 @@ class RequestPath:
         bus: Bus,
         snapshot: Callable[[], RoutingSnapshot],
         changed: Callable[[], anyio.Event],
+        settle: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.config = config
         self.adapters = adapters
         self.clock = clock
         self.bus = bus
-        self.reporter = Reporter(clock=clock, bus=bus, routing=config.routing, snapshot=snapshot)
+        self.reporter = Reporter(clock=clock, bus=bus, routing=config.routing, snapshot=snapshot,
+                                 settle=settle)
         self._snapshot = snapshot
         self._changed = changed
         self._ids = itertools.count(1)
@@ -204,8 +206,11 @@ class RequestPath:
                 plan.failed(name, failure, started)
                 continue
             latency = (time.perf_counter() - started) * 1000.0
-            self.reporter.succeeded(provider=name, model=model, request_id=plan.request_id,
-                                    latency_ms=latency, last_resort=name in plan.last_resort)
+            if self.reporter.succeeded(provider=name, model=model, request_id=plan.request_id,
+                                       latency_ms=latency, last_resort=name in plan.last_resort):
+                plan.changed = True
+            if plan.changed:
+                await self.reporter.settle()
             return ChatReply(provider=name, model=model, raw=raw, attempt_log=plan.log,
                              latency_ms=latency)
 
@@ -241,6 +246,8 @@ class RequestPath:
                 except UpstreamFailure as exc:
                     failure, stream = exc, None
             if stream is not None:
+                if plan.changed:
+                    await self.reporter.settle()  # before the caller sees the first chunk
                 return stream
             await stack.aclose()
             plan.failed(name, failure or UpstreamFailure("stream_cut", "no first chunk"), started)
@@ -263,6 +270,8 @@ class _Plan:
         self._fallback_from: _Fallback | None = None
         #: Providers this request tried although routing had them down (see the module doc).
         self.last_resort: set[str] = set()
+        #: An outcome of this request may have changed routing state (settle before answering).
+        self.changed = False
 
     async def next(self) -> NextTry:
         """The next provider to try; raises AllProvidersFailedError when there is none."""
@@ -282,6 +291,8 @@ class _Plan:
                                             from_provider=fallback.origin, to_provider=name,
                                             category=fallback.category, reason=fallback.reason))
         if name is None:
+            if self.changed:
+                await path.reporter.settle()
             raise AllProvidersFailedError(self.model, self.log, self._reason())
         self._tries[name] = self._tries.get(name, 0) + 1
         provider = self.serving[name]
@@ -295,6 +306,7 @@ class _Plan:
             stream=self.stream, last_resort=name in self.last_resort,
         )
         self.log.append(report.attempt)
+        self.changed = self.changed or report.action not in ("return", "next")
         if report.action == "return":
             raise UpstreamRejectedError(name, failure.status or 400, failure.message, failure.body)
         if report.action == "retry" and self.path.clock.now() < self.deadline:

@@ -44,10 +44,9 @@ from actors.core.messages import (
     ProviderView,
     RoutingSnapshot,
     SupervisorStarted,
+    Sync,
     message_key,
 )
-from actors.core.public_config import CONFIG_META, public_config
-from actors.core.states import DAY_S
 from actors.edges.prober import Prober
 from actors.edges.providers import make_adapter
 from actors.edges.store.store import Store
@@ -56,7 +55,7 @@ from actors.runtime.replies import ChatReply, ChatStream
 from actors.runtime.request import RequestPath
 from actors.runtime.status import build_status
 from actors.runtime.validation import check_request
-from actors.runtime.wiring import Restored, build_actors
+from actors.runtime.wiring import build_actors, load_restored, record_config
 
 __all__ = ("Supervisor",)
 
@@ -117,15 +116,7 @@ class Supervisor:
         )
         stack.push_async_callback(store.close)
         self.store = store
-        restored = await store.load_providers()
-        metrics = await store.load_metrics()
-        since = clock.now() - DAY_S
-        recent = [e.message for e in await store.events(types=["fallback_triggered"], since=since,
-                                                        limit=200_000)]
-        recoveries = [e.message for e in await store.events(types=["provider_recovered"], limit=1000,
-                                                            after=0)]
-        totals_raw = await store.get_meta("fallbacks_total")
-        totals = msgspec.json.decode(totals_raw, type=dict[str, int]) if totals_raw else {}
+        restored = await load_restored(store, clock.now())
 
         if self._session is None:
             self._session = aiohttp.ClientSession(
@@ -141,16 +132,10 @@ class Supervisor:
         bus.listen([RoutingSnapshot], self._on_routing)
         bus.listen([MetricsSnapshot], self._on_metrics)
         bus.listen([ProviderStateChanged, FallbackTriggered, ProviderRecovered], self._log_event)
-        actors = build_actors(config, clock=clock, restored=Restored(
-            providers=restored,
-            metrics=metrics,
-            fallbacks=tuple(m for m in recent if isinstance(m, FallbackTriggered)),
-            fallbacks_total=totals,
-            recovery_times=tuple(m.downtime_s for m in recoveries if isinstance(m, ProviderRecovered)),
-        ))
+        actors = build_actors(config, clock=clock, restored=restored)
         snapshot = actors.start
         bus.tell(SupervisorStarted(at=snapshot.at, providers=snapshot.providers))  # replay starts here
-        await _record_config(store, config)
+        await record_config(store, config)
         self._on_routing(snapshot)
         self._metrics = actors.metrics.snapshot(snapshot.at)  # before it runs: what was restored
         for actor in actors.all():
@@ -158,8 +143,8 @@ class Supervisor:
         self.actors = {a.name: a for a in actors.all()}
         prober = Prober(config.providers, config.health, adapters=adapters, clock=clock, bus=bus)
         self._prober = prober
-        self._path = RequestPath(config, adapters, clock=clock, bus=bus,
-                                 snapshot=self._current_routing, changed=lambda: self._routing_changed)
+        self._path = RequestPath(config, adapters, clock=clock, bus=bus, snapshot=self._current_routing,
+                                 changed=lambda: self._routing_changed, settle=self.settle)
         stack.callback(self._close_actors)  # after the task group is done: fail pending asks
         tg = await stack.enter_async_context(anyio.create_task_group())
         self._tg = tg
@@ -353,11 +338,33 @@ class Supervisor:
         """The latest metrics snapshot the collector published (None before its first)."""
         return self._metrics
 
+    async def settle(self) -> None:
+        """Return once every outcome told so far is decided and the state it changed is committed.
+
+        Asks the classifier, then the selector, to answer a :class:`Sync` (each
+        has then handled all that was queued before it), then waits for the
+        store's next commit. The request path calls it before answering a
+        request whose outcome may have changed routing state, so what a caller
+        saw survives a kill -9 right after.
+        """
+        if self._closing or self.store is None:
+            return
+        now = self.clock.now()
+        try:
+            await self.actors["error_classifier"].ask(Sync(at=now))
+            await self.actors["priority_selector"].ask(Sync(at=now))
+        except (SupervisorClosedError, TimeoutError):
+            return  # stopping, or an actor is wedged: answering matters more than the barrier
+        if not await self.store.commit():
+            log.warning("the state file did not commit within 5 s; answering anyway")
+
     async def _admin(self, name: str, command: DisableProvider | EnableProvider) -> str:
         if self.config.provider(name) is None:
             raise UnknownProviderError(name, [p.name for p in self.config.providers])
         self._request_path()
         await self.actors[PrioritySelector.name].ask(command)
+        if self.store is not None:
+            await self.store.commit()  # the admin is answered once the change would survive a kill -9
         return next(v.state for v in self._current_routing().providers if v.name == name)
 
     async def disable(self, name: str) -> str:
@@ -398,10 +405,3 @@ class Supervisor:
                 log.info("%s recovered after %.1f s", message.provider, message.downtime_s)
             case _:
                 pass
-
-
-async def _record_config(store: Store, config: Config) -> None:
-    """Remember the config a service runs under, for export."""
-    payload = {"config": public_config(config), "configured": [p.name for p in config.providers
-                                                               if p.configured]}
-    await store.set_meta(CONFIG_META, msgspec.json.encode(payload).decode())

@@ -11,17 +11,28 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from actors.core.actor import Actor
 from actors.core.clock import Clock
 from actors.core.config import Config
-from actors.core.messages import FallbackTriggered, ProviderMetrics, ProviderView, RoutingSnapshot
+from actors.core.messages import (
+    FallbackTriggered,
+    ProviderMetrics,
+    ProviderRecovered,
+    ProviderView,
+    RoutingSnapshot,
+)
+from actors.core.public_config import CONFIG_META, public_config
+from actors.core.states import DAY_S
+from actors.edges.store import Store
 from actors.policy.error_classifier import ErrorClassifier
 from actors.policy.health_monitor import HealthMonitor
 from actors.policy.metrics_collector import MetricsCollector
 from actors.policy.priority_selector import PrioritySelector
 from actors.policy.recovery_manager import RecoveryManager
 
-__all__ = ("Actors", "Restored", "build_actors")
+__all__ = ("Actors", "Restored", "build_actors", "load_restored", "record_config")
 
 
 @dataclass(frozen=True)
@@ -53,6 +64,30 @@ class Actors:
     def deciders(self) -> list[Actor[Any]]:
         """The actors whose decisions replay checks (the health monitor's results are logged inputs)."""
         return [self.classifier, self.selector, self.recovery, self.metrics]
+
+
+async def load_restored(store: Store, now: float) -> Restored:
+    """What a run starts from, read from the state file (the supervisor's start, ``run.py status``)."""
+    providers = await store.load_providers()
+    metrics = await store.load_metrics()
+    recent = [e.message for e in await store.events(types=["fallback_triggered"], since=now - DAY_S,
+                                                    limit=200_000)]
+    recoveries = [e.message for e in await store.events(types=["provider_recovered"], limit=1000)]
+    totals_raw = await store.get_meta("fallbacks_total")
+    return Restored(
+        providers=providers,
+        metrics=metrics,
+        fallbacks=tuple(m for m in recent if isinstance(m, FallbackTriggered)),
+        fallbacks_total=msgspec.json.decode(totals_raw, type=dict[str, int]) if totals_raw else {},
+        recovery_times=tuple(m.downtime_s for m in recoveries if isinstance(m, ProviderRecovered)),
+    )
+
+
+async def record_config(store: Store, config: Config) -> None:
+    """Remember the config a service runs under, without secrets, for export."""
+    payload = {"config": public_config(config), "configured": [p.name for p in config.providers
+                                                               if p.configured]}
+    await store.set_meta(CONFIG_META, msgspec.json.encode(payload).decode())
 
 
 def build_actors(config: Config, *, clock: Clock, restored: Restored | None = None) -> Actors:

@@ -276,6 +276,31 @@ async def test_kill_9_keeps_the_cooldown(tmp_path: Path) -> None:
         assert process.returncode == 0, str(output)
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_state_change_the_caller_saw_survives_kill_9_at_once(tmp_path: Path) -> None:
+    """kill -9 the instant a fallen-over answer arrives: after restart the primary is still cooling, every time."""
+    port, output = free_port(), Output()
+    url = f"http://127.0.0.1:{port}"
+    async with FakeUpstream("primary", default=error(503)) as primary, \
+            FakeUpstream("backup", default=ok("from backup")) as backup, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+        for round_ in range(5):  # bounded: five kills, each right after the answer
+            state = tmp_path / f"round{round_}"
+            state.mkdir()
+            config = fake_config(state / "config.toml", primary, backup, port)
+            async with serve_async(config, output) as process:
+                await wait_ready(http, url, process, output)
+                assert await post_completion(http, url) == "backup"
+                process.kill()  # no /status, no /events first: nothing else flushes the store
+            assert process.returncode == -signal.SIGKILL
+            offline = await anyio.run_process([sys.executable, RUN, "status", "--config", str(config)],
+                                              cwd=state, env=clean_env(), check=False)
+            row = next(line for line in offline.stdout.splitlines() if line.startswith(b"primary"))
+            assert b"cooldown" in row, (round_, offline.stdout.decode())
+
+
 async def _wait_refused(http: aiohttp.ClientSession, url: str) -> None:
     """Until the service refuses connections. A connection made as it closes may get no answer."""
     with anyio.fail_after(10):

@@ -26,7 +26,7 @@ import logging
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -41,6 +41,7 @@ from actors.core.messages import (
     ProviderView,
 )
 from actors.edges.store.opening import OwnerLock, connect_readonly, connect_writable
+from actors.edges.store.reads import StoreReads
 from actors.edges.store.schema import (
     INSERT_EVENT,
     MIGRATIONS,
@@ -59,13 +60,11 @@ __all__ = ("MIGRATIONS", "MetricRollup", "Store", "StoredEvent")
 
 _log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
-_view_decoder = msgspec.json.Decoder(ProviderView)
-_metrics_decoder = msgspec.json.Decoder(ProviderMetrics)
 _HOUR_S = 3600.0
 _PRUNE_EVERY_S = 3600.0
 _WAKE_AT_EVENTS = 20_000  # a burst this large is written without waiting for the interval
 
-class Store:
+class Store(StoreReads):
     """The SQLite state file: provider state, event log, metrics. Create it with :meth:`open`."""
 
     def __init__(self, db: aiosqlite.Connection, path: str, busy_timeout_s: float) -> None:
@@ -85,6 +84,7 @@ class Store:
         self._closed = False
         self._readonly = False  # opened read-only
         self._owner: OwnerLock | None = None  # held while open for writing
+        self._started = self._finished = 0  # writes begun, and the last one committed
 
     @classmethod
     async def open(
@@ -212,6 +212,24 @@ class Store:
                 if not self._readonly:
                     await self._write_buffers()
 
+    async def commit(self, *, within_s: float = 5.0) -> bool:
+        """Return once everything buffered before the call is committed to the WAL (no fsync).
+
+        The flusher is woken and every caller waits for the first write that
+        began after its call, so a burst of callers shares one transaction.
+        False when that took longer than ``within_s`` (the disk is failing: the
+        flusher keeps retrying; the caller is not held hostage to it).
+        """
+        if self._readonly or self._closed:
+            return not self._closed
+        target = self._started + 1
+        self._wake.set()
+        with anyio.move_on_after(within_s):
+            while self._finished < target and not self._closed:
+                await self._committed.wait()
+            return True
+        return False
+
     async def wait_for_commit(self) -> None:
         """Return after the next batch is committed (or the store is closed)."""
         await self._committed.wait()
@@ -254,7 +272,9 @@ class Store:
         providers, self._providers = self._providers, {}
         metrics, self._metrics = self._metrics, {}
         rollups, self._rollups = self._rollups, {}
+        self._started += 1
         if not (events or providers or metrics or rollups):
+            self._finish()
             return
         try:
             async with self._transaction() as db:
@@ -278,6 +298,10 @@ class Store:
                 rollups[key] = (t0 + t, s0 + s, f0 + f)
             self._rollups = rollups
             raise
+        self._finish()
+
+    def _finish(self) -> None:
+        self._finished = self._started
         self._committed.set()
         self._committed = anyio.Event()
 
@@ -310,84 +334,6 @@ class Store:
             with translated(self._path, self._busy_timeout_s):
                 return list(await self._db.execute_fetchall(sql, params))
 
-    async def load_providers(self) -> dict[str, ProviderView]:
-        """The last saved state of every provider."""
-        rows = await self._fetch("SELECT name, data FROM provider_state ORDER BY name")
-        return _decode_rows(rows, _view_decoder, "provider state")
-
-    async def load_metrics(self) -> dict[str, ProviderMetrics]:
-        """The last saved metrics snapshot of every provider."""
-        rows = await self._fetch("SELECT name, data FROM provider_metrics ORDER BY name")
-        return _decode_rows(rows, _metrics_decoder, "provider metrics")
-
-    async def rollups(self, *, since: float | None = None) -> list[MetricRollup]:
-        """Hourly counts of every provider, from the hour holding ``since`` on, oldest first."""
-        start = -math.inf if since is None else since - since % _HOUR_S
-        sql = "SELECT * FROM metric_rollups WHERE bucket_start >= ? ORDER BY bucket_start, provider"
-        return [MetricRollup(*row) for row in await self._fetch(sql, (start,))]
-
-    async def events(
-        self,
-        *,
-        after: int = 0,
-        limit: int = 100,
-        since: float | None = None,
-        until: float | None = None,
-        provider: str | None = None,
-        types: Sequence[str] | None = None,
-        before: int | None = None,
-        descending: bool = False,
-    ) -> list[StoredEvent]:
-        """Up to ``limit`` events with ``after < id < before`` and ``since <= at < until``, by id.
-
-        ``descending`` gives the newest first (page on with ``before`` = the last id seen).
-        """
-        if limit < 0:  # SQLite reads a negative LIMIT as "no limit"
-            raise ValueError(f"limit must not be negative, not {limit}")
-        where, params = ["id > ?"], list[Any]([after])
-        for clause, value in (
-            ("id < ?", before),
-            ("at >= ?", since),
-            ("at < ?", until),
-            ("provider = ?", provider),
-        ):
-            if value is not None:
-                where.append(clause)
-                params.append(value)
-        if types is not None:
-            where.append(f"type IN ({', '.join('?' * len(types))})")
-            params.extend(types)
-        sql = (
-            f"SELECT id, at, type, provider, data FROM events WHERE {' AND '.join(where)}"
-            f" ORDER BY id {'DESC' if descending else 'ASC'} LIMIT ?"
-        )
-        return [StoredEvent(*row) for row in await self._fetch(sql, [*params, limit])]
-
-    async def iter_events(
-        self,
-        *,
-        since: float | None = None,
-        until: float | None = None,
-        provider: str | None = None,
-        batch: int = 5000,
-    ) -> AsyncIterator[StoredEvent]:
-        """Every event logged before the call, in id order, ``batch`` rows in memory at a time."""
-        if batch < 1:
-            raise ValueError(f"batch must be at least 1, not {batch}")
-        ((end,),) = await self._fetch("SELECT coalesce(max(id), 0) + 1 FROM events")
-        after = 0
-        while page := await self.events(
-            after=after, limit=batch, since=since, until=until, provider=provider, before=end
-        ):
-            for event in page:
-                yield event
-            after = page[-1].id
-
-    async def count_events(self) -> int:
-        """How many events the log holds."""
-        ((count,),) = await self._fetch("SELECT count(*) FROM events")
-        return int(count)
-
     async def set_meta(self, key: str, value: str) -> None:
         """Store a small value (e.g. the config a log ran under); ``store.*`` keys are the store's."""
         self._check_writable()
@@ -401,14 +347,3 @@ class Store:
         """The value stored under ``key``, if any."""
         rows = await self._fetch("SELECT value FROM meta WHERE key = ?", (key,))
         return str(rows[0][0]) if rows else None
-
-
-def _decode_rows(rows: Iterable[Any], decoder: msgspec.json.Decoder[Any], what: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for name, data in rows:
-        try:
-            out[name] = decoder.decode(data)
-        except msgspec.DecodeError as exc:
-            # One unreadable row must not stop a restart: that provider starts fresh.
-            _log.warning("ignoring the stored %s of %r: %s", what, name, exc)
-    return out
