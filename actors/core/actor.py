@@ -31,7 +31,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 
 from actors.core.clock import Clock
 from actors.core.errors import SupervisorClosedError
-from actors.core.messages import Message, Tick
+from actors.core.messages import Message, Tick, TimerFired
 
 __all__ = ("Actor", "Bus", "Envelope")
 
@@ -139,6 +139,8 @@ class Actor(ABC, Generic[In]):
     name: ClassVar[str] = "actor"
     #: The message types this actor wants from the bus (the members of ``In``, :class:`Tick` aside).
     accepts: ClassVar[tuple[type[Message], ...]] = ()
+    #: Log each timer firing as a :class:`TimerFired` input (for actors whose timers decide).
+    logs_timers: ClassVar[bool] = False
 
     def __init__(self, *, clock: Clock, inbox_size: int = 1024) -> None:
         self.clock = clock
@@ -226,6 +228,8 @@ class Actor(ABC, Generic[In]):
         while True:
             deadline = self.next_deadline()
             if deadline is not None and deadline <= (now := clock.now()):
+                if self.logs_timers and self.bus is not None:
+                    self.bus.tell(TimerFired(at=now, actor=self.name))  # replay fires it at this time
                 await self.emit(self._dispatch(Tick(at=now), now))  # a timer is due: Tick first
                 continue
             try:

@@ -57,6 +57,7 @@ __all__ = (
     "SupervisorStarted",
     "Sync",
     "Tick",
+    "TimerFired",
     "decode_message",
     "encode_message",
     "message_key",
@@ -68,7 +69,9 @@ __all__ = (
 #: 3: typed fields where 2 had text: ``ErrorClassified.check`` (was the
 #: ``health-<tier>`` request id), ``ProviderStateChanged.cause`` and ``probe``
 #: (were the ``probe_failed:<category>`` reason).
-SCHEMA_VERSION = 3
+#: 4: timers that decide are logged as they fire (``timer_fired``), so replay
+#: uses the time they really fired at instead of their deadline.
+SCHEMA_VERSION = 4
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every message. ``at`` is the clock time it happened."""
@@ -173,6 +176,16 @@ class EnableProvider(Message, frozen=True, kw_only=True, tag="enable_provider"):
     """Admin command: put a disabled provider back into routing."""
 
     provider: str
+
+
+class TimerFired(Message, frozen=True, kw_only=True, tag="timer_fired"):
+    """An actor's timer fired at ``at`` (on the real clock, a little after its deadline).
+
+    Logged for the actors whose timers decide (the RecoveryManager's cooldown
+    ends and probe timeouts): replay delivers the Tick at this recorded time.
+    """
+
+    actor: str
 
 
 class SupervisorStarted(Message, frozen=True, kw_only=True, tag="supervisor_started"):
@@ -321,6 +334,7 @@ LoggedMessage = (
     | ProviderRecovered
     | ActorRestarted
     | SupervisorStarted
+    | TimerFired
 )
 
 INPUT_TYPES: tuple[type[Message], ...] = (
@@ -331,6 +345,7 @@ INPUT_TYPES: tuple[type[Message], ...] = (
     DisableProvider,
     EnableProvider,
     SupervisorStarted,
+    TimerFired,
 )
 DECISION_TYPES: tuple[type[Message], ...] = (
     ErrorClassified,

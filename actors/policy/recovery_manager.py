@@ -61,6 +61,7 @@ class RecoveryManager(Actor[RecoveryInbox]):
 
     name: ClassVar[str] = "recovery_manager"
     accepts: ClassVar[tuple[type[Message], ...]] = Actor.inbox_types(RecoveryInbox)
+    logs_timers: ClassVar[bool] = True  # its ticks decide probes: replay must fire them when they fired
 
     def __init__(
         self,

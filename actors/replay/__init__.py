@@ -20,7 +20,8 @@ Two schedules:
 * **exact** (``replay(log)``): every actor gets its messages in the order the
   live system delivered them, which the log records: a replayed decision is
   placed where the log has the recorded one, and compared with it. Timers fire
-  at their deadlines. Races between concurrent requests replay as they happened.
+  when the log says they fired (``timer_fired``, schema 4 on; older logs: at
+  their deadlines). Races between concurrent requests replay as they happened.
 * **what if** (``replay(log, config=other)``): the same inputs under another
   config, each one's consequences worked out before the next; where the other
   config would have routed differently the inputs are adjusted
@@ -101,6 +102,8 @@ def _exact(run: Run) -> list[Message]:
             hold(run.current().deliver(extra))
 
     def fire(until: float) -> None:
+        if run.timers_logged:
+            return  # each firing is a timer_fired line, delivered at its recorded time
         engine = run.current()
         while (deadline := engine.due(until)) is not None:
             hold(engine.tick(deadline))

@@ -27,6 +27,7 @@ from actors.core.messages import (
     RoutingSnapshot,
     SupervisorStarted,
     Tick,
+    TimerFired,
     message_key,
 )
 from actors.replay.eventlog import EventLog
@@ -77,6 +78,7 @@ class Engine:
         for actor in actors.deciders():
             for t in actor.accepts:
                 self.routes.setdefault(t, []).append(actor)
+        self.timers: dict[str, Actor[Any]] = {a.name: a for a in actors.deciders() if a.logs_timers}
         self.lost = lost
         self.now = start.at
 
@@ -88,6 +90,9 @@ class Engine:
 
     def deliver(self, message: Message) -> list[Message]:
         """Hand ``message`` to every actor that takes it; return what they decided, in order."""
+        if isinstance(message, TimerFired):
+            timer = self.timers.get(message.actor)
+            return timer.handle(Tick(at=message.at), message.at) if timer is not None else []
         out: list[Message] = []
         for actor in self.routes.get(type(message), ()):
             if not actor.wants(message):
@@ -138,6 +143,8 @@ class Run:
         self.divergence: Divergence | None = None
         self.inputs = 0
         self.tally = Tally()
+        #: The log has its timer firings as inputs (schema 4 on): replay fires none of its own.
+        self.timers_logged = (log.header.migrated_from or log.header.schema_version) >= 4
 
     def begin(self, start: SupervisorStarted) -> Engine:
         self.engine = Engine(self.config, start, self.lost)

@@ -171,7 +171,12 @@ def _from_v2(line: dict[str, Any]) -> dict[str, Any]:
 
 
 #: version -> the function that lifts one line of that version to the next.
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1, 2: _from_v2}
+def _from_v3(line: dict[str, Any]) -> dict[str, Any]:
+    """Schema 3 -> 4: ``timer_fired`` lines are new; a version-3 log has none (replay derives them)."""
+    return line
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1, 2: _from_v2, 3: _from_v3}
 
 
 def _lines(source: str | os.PathLike[str] | Iterable[str | bytes]) -> Iterator[bytes]:

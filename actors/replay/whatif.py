@@ -38,6 +38,7 @@ from actors.core.messages import (
     ProbeRequested,
     ProviderStateChanged,
     SupervisorStarted,
+    TimerFired,
 )
 from actors.core.states import USABLE_STATES
 from actors.policy.error_classifier import classify
@@ -117,8 +118,8 @@ def what_if(run: Run) -> list[str]:
             continue
         if isinstance(message, ProviderStateChanged):
             recorded_states[message.provider] = message.new
-        if type(message) in DECISIONS or isinstance(message, ActorRestarted):
-            continue
+        if type(message) in DECISIONS or isinstance(message, ActorRestarted | TimerFired):
+            continue  # this config's own timers fire where its own deadlines fall
         high = max(high, message.at)
         fire(message.at)
         engine = run.current()

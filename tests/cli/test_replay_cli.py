@@ -64,6 +64,73 @@ async def test_a_live_services_log_exports_and_replays_exactly(tmp_path: Path) -
     assert any("primary" in line and "healthy -> cooldown" in line for line in replayed.stdout.splitlines())
 
 
+def _short_cooldown_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int) -> Path:
+    """Cooldowns of a second, probes by a 1-token completion: a whole outage in a few real seconds."""
+    providers = "".join(f"""
+[[providers]]
+name = "{name}"
+base_url = "{fake.base_url}"
+priority = {priority}
+timeout_s = 5
+models = {{ chat = "fake-model" }}
+""" for name, fake, priority in (("primary", primary, 1), ("backup", backup, 2)))
+    path.write_text(f"""
+[server]
+port = {port}
+shutdown_grace_s = 2
+[state]
+path = "{path.parent / 'state.db'}"
+[routing]
+max_cooldown_s = 4
+[routing.cooldown_s]
+service_unavailable = 1
+[health]
+ping_interval_s = 0
+full_interval_s = 0
+api_interval_s = 0
+api_timeout_s = 2
+probe_tier = "api"
+{providers}""")
+    return path
+
+
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_a_live_outage_through_probes_and_failback_replays_exactly(tmp_path: Path) -> None:
+    """Real clock: cooldown ends, a probe fails, a longer cooldown ends, a probe passes, traffic fails back."""
+    port, output = free_port(), Output()
+    url = f"http://127.0.0.1:{port}"
+    async with FakeUpstream("primary", default=error(503)) as primary, \
+            FakeUpstream("backup", default=ok("from backup")) as backup, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+        config = _short_cooldown_config(tmp_path / "config.toml", primary, backup, port)
+        async with serve_async(config, output) as process:
+            await wait_ready(http, url, process, output)
+            assert await post_completion(http, url) == "backup"
+            await status_when(http, url, "primary", "cooldown")
+            with anyio.fail_after(10):  # the first probe (after ~1 s) fails: a longer cooldown
+                while primary.completions < 2:
+                    await anyio.sleep(0.05)
+            primary.set_default(ok("primary is back"))
+            await status_when(http, url, "primary", "healthy")  # the next probe passed
+            assert await post_completion(http, url) == "primary"  # failback at once
+            await (await http.get(f"{url}/events?limit=1")).read()  # flush the batched log
+            process.kill()
+        assert process.returncode == -signal.SIGKILL
+    log = tmp_path / "outage.jsonl"
+    exported = await anyio.run_process([sys.executable, RUN, "events", "export", "--config", str(config),
+                                        "-o", str(log)], cwd=tmp_path, env=clean_env(), check=False)
+    assert exported.returncode == 0, exported.stderr
+    text = log.read_text()
+    assert text.count('"probe_requested"') >= 2 and '"timer_fired"' in text
+    replayed = cli(tmp_path, "replay", str(log))
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    assert "matches" in replayed.stdout
+    out = replayed.stdout
+    assert "cooldown -> probing" in out and "probing -> cooldown" in out and "probing -> healthy" in out
+
+
 def test_replay_prints_timeline_and_summary(tmp_path: Path) -> None:
     result = cli(tmp_path, "replay", str(INCIDENTS / "primary-outage-failback.jsonl"))
     assert result.returncode == 0, result.stderr
