@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sys
 from functools import partial
@@ -28,10 +29,19 @@ def cmd_events(args: argparse.Namespace) -> int:
             sys.stdout.buffer.flush()
         else:
             tmp = f"{args.output}.partial"
-            with open(tmp, "wb") as out:
-                count = run_async(partial(export_events, path, out, config=config, since=args.since,
-                                          until=args.until, provider=args.provider))
-            os.replace(tmp, args.output)  # a killed export leaves no half-written log behind
+            try:
+                out = open(tmp, "wb")
+            except OSError as exc:  # name the file asked for, not the temporary one beside it
+                raise OSError(exc.errno, exc.strerror, args.output) from None
+            try:
+                with out:
+                    count = run_async(partial(export_events, path, out, config=config, since=args.since,
+                                              until=args.until, provider=args.provider))
+                os.replace(tmp, args.output)  # a killed export leaves no half-written log behind
+            except BaseException:
+                with contextlib.suppress(OSError):
+                    os.unlink(tmp)
+                raise
     except (FallbackError, OSError) as exc:
         fail(exc)
         return EXIT_STARTUP

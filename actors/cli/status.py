@@ -19,6 +19,7 @@ from actors.core.messages import (
     ProviderView,
     RoutingSnapshot,
 )
+from actors.core.public_config import public_url
 from actors.core.states import ProviderState
 from actors.edges.store import Store
 from actors.runtime.status import build_status
@@ -40,7 +41,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             f"{p.api_key_env} {'set' if p.api_key is not None else 'NOT SET'}")
         models = ", ".join(f"{k}={v}" for k, v in p.models.items())
         name = p.name if p.enabled else f"{p.name} (disabled)"
-        rows.append([name, p.kind, str(p.priority), p.base_url, models, key])
+        rows.append([name, p.kind, str(p.priority), public_url(p.base_url), models, key])
     print(f"{config.source}: valid")
     print(format_table(["provider", "kind", "priority", "base_url", "models", "key"], rows))
     usable = [p for p in config.providers if p.enabled and p.configured]

@@ -1,43 +1,40 @@
 """Typed configuration.
 
 :func:`load_config` is the only place that reads TOML and the environment:
-it interpolates ``${VAR}`` / ``${VAR:-default}`` in strings, converts the
-result into frozen msgspec Structs (unknown keys are errors), checks the
-values, and resolves secrets from the environment into :class:`Secret`
-objects that never print their value. The library itself takes a
-:class:`Config` object.
+it interpolates ``${VAR}`` / ``${VAR:-default}`` in strings
+(:mod:`actors.core.interpolation`; a string that is one reference may set a
+number or boolean key), converts the result into frozen msgspec Structs
+(unknown keys are errors), checks the values (URLs fully parsed, header names
+and values usable on the wire), and resolves secrets from the environment into
+:class:`Secret` objects that never print their value. The library itself
+takes a :class:`Config` object. ``check`` and ``serve`` both load through
+here, so a config ``check`` accepts starts.
 
 Every error is a :class:`~actors.errors.ConfigError` naming the file, the key
-path (``providers[1] (kilocode).priority``) and what was expected.
+path (``providers[1] (kilocode).priority``) and what was expected. No message
+or log line shows the value of a variable named by ``api_key_env``,
+``admin_token_env`` or ``client_keys_env``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+import urllib.parse
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import msgspec
 
 from actors.core.errors import ConfigError
+from actors.core.interpolation import Interpolated, InterpolationError, dotted, interpolate, redact, retype
 from actors.core.states import Tier
 
-__all__ = (
-    "Config",
-    "CooldownConfig",
-    "HealthConfig",
-    "MetricsConfig",
-    "ProviderConfig",
-    "RoutingConfig",
-    "Secret",
-    "ServerConfig",
-    "StateConfig",
-    "load_config",
-    "parse_config",
-)
+__all__ = ("Config", "CooldownConfig", "HealthConfig", "MetricsConfig", "ProviderConfig", "RoutingConfig",
+           "Secret", "ServerConfig", "StateConfig", "load_config", "parse_config")
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -169,40 +166,14 @@ class Config(_Section, frozen=True, kw_only=True):
         return next((p for p in self.providers if p.name == name), None)
 
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-(.*?))?\}")
 _PROVIDER_SECRETS = {"api_key"}
 _SERVER_SECRETS = {"admin_token", "client_keys"}
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
-
-
-def _interpolate(
-    value: Any, env: Mapping[str, str], where: str, source: str, root: Mapping[str, Any]
-) -> Any:
-    if isinstance(value, str):
-
-        def sub(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
-            got = env.get(name)
-            if got:
-                return got
-            if default is not None:
-                return default
-            raise ConfigError(
-                f"environment variable {name} is not set and has no default "
-                f"(write ${{{name}:-default}})",
-                path=source,
-                key=_key_path(f"$.{where}", root),
-            )
-
-        return _VAR.sub(sub, value)
-    if isinstance(value, dict):
-        return {
-            k: _interpolate(v, env, f"{where}.{k}" if where else k, source, root)
-            for k, v in value.items()
-        }
-    if isinstance(value, list):
-        return [_interpolate(v, env, f"{where}[{i}]", source, root) for i, v in enumerate(value)]
-    return value
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+")  # an HTTP header name (RFC 9110 token)
+_HOST = re.compile(r"[\w.-]+")  # a DNS name (IDN letters too) or an IPv4 address
+_TYPES = {msgspec.inspect.IntType: int, msgspec.inspect.FloatType: float, msgspec.inspect.BoolType: bool}
+_log = logging.getLogger("actors.config")
 
 
 def _key_path(path: str, raw: Mapping[str, Any]) -> str:
@@ -236,25 +207,25 @@ def _value_at(data: Any, path: str) -> Any:
     return data
 
 
-def _choices(path: str) -> tuple[Any, ...]:
-    """The allowed values of the ``Literal`` field at a msgspec error path, if it is one."""
+def _type_at(steps: Sequence[str | int]) -> Any:
+    """The msgspec type info of the key at ``steps`` in a Config, or ``None`` (e.g. inside a dict)."""
     info: Any = msgspec.inspect.type_info(Config)
-    for step in _walk(path):
+    for step in steps:
         if isinstance(step, int):
             info = getattr(info, "item_type", None)
         else:
             fields = getattr(info, "fields", ())
             info = next((f.type for f in fields if f.encode_name == step), None)
         if info is None:
-            return ()
-    return tuple(getattr(info, "values", ()))
+            return None
+    return info
 
 
 def _explain(message: str, path: str, data: Mapping[str, Any]) -> str:
     """Turn a msgspec validation message into "expected ..., got ..."."""
     value = _value_at(data, path)
     if message.startswith("Invalid enum value"):
-        allowed = ", ".join(repr(v) for v in _choices(path))
+        allowed = ", ".join(repr(v) for v in getattr(_type_at(_walk(path)), "values", ()))
         return f"expected one of {allowed}, got {value!r}" if allowed else message
     if path == "$.providers" and isinstance(value, dict):
         return "expected an array of tables: write [[providers]] (double brackets) per provider"
@@ -262,6 +233,34 @@ def _explain(message: str, path: str, data: Mapping[str, Any]) -> str:
     if "got" not in message and isinstance(value, str | int | float | bool):
         message = f"{message}, got {value!r}"
     return message
+
+
+def _url_problem(url: str) -> str | None:
+    """What is wrong with a provider's base_url (credentials masked), or None."""
+    shown = re.sub(r"//[^/@]*@", "//***@", url)
+    if _CONTROL.search(url) or " " in url:
+        return f"expected a URL without spaces or control characters, got {shown!r}"
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError as exc:
+        return f"expected a valid URL ({exc}), got {shown!r}"
+    if parts.scheme not in ("http", "https") or not url.lower().startswith(f"{parts.scheme}://"):
+        return f"expected an http:// or https:// URL, got {shown!r}"
+    netloc = parts.netloc.rpartition("@")[2]
+    if netloc.startswith("["):  # an IPv6 address; urlsplit checked it
+        host, _, port = netloc[1:].partition("]")
+        host, port = f"[{host}]", port.removeprefix(":")
+    else:
+        host, _, port = netloc.partition(":")
+        if host and not _HOST.fullmatch(host):
+            return f"expected a host name or address, got {host!r} in {shown!r}"
+    if not host:
+        return f"expected a host after {parts.scheme}://, got {shown!r}"
+    if port and not (re.fullmatch(r"[0-9]{1,5}", port) and 1 <= int(port) <= 65535):
+        return f"expected a port from 1 to 65535, got {port!r} in {shown!r}"
+    if "?" in url or "#" in url:
+        return f"expected no ?query or #fragment (request paths are appended to it), got {shown!r}"
+    return None
 
 
 def _check(config: Config, source: str) -> None:
@@ -276,35 +275,32 @@ def _check(config: Config, source: str) -> None:
         if p.name in seen:
             fail(f"{key}.name", f"duplicate provider name {p.name!r}: names must be unique")
         seen.add(p.name)
-        if not re.match(r"^https?://[^/\s]+", p.base_url):
-            fail(f"{key}.base_url", f"expected an http:// or https:// URL, got {p.base_url!r}")
+        if problem := _url_problem(p.base_url):
+            fail(f"{key}.base_url", problem)
+        for header, value in p.headers.items():
+            if not _TOKEN.fullmatch(header):
+                fail(f"{key}.headers", "expected a header name of letters, digits and "
+                     f"!#$%&'*+-.^_`|~, got {header!r}")
+            if bad := _CONTROL.search(value):
+                fail(f"{key}.headers.{header}", f"a header value can't hold a control character: "
+                     f"{bad.group()!r} at position {bad.start()} (the value is not shown)")
         if not p.models:
             fail(f"{key}.models", 'expected at least one logical model, e.g. { chat = "model-id" }')
         for logical, upstream in p.models.items():
             if not logical or not upstream:
                 fail(f"{key}.models", "logical and upstream model names must be non-empty")
         if p.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", p.api_key_env):
-            fail(
-                f"{key}.api_key_env",
-                f"expected an environment variable name, got {p.api_key_env!r}",
-            )
+            fail(f"{key}.api_key_env", f"expected an environment variable name, got {p.api_key_env!r}")
         if p.health_path and not p.health_path.startswith("/"):
             fail(f"{key}.health_path", f"expected a path starting with '/', got {p.health_path!r}")
     if config.routing.default_model not in config.models():
-        fail(
-            "routing.default_model",
-            f"{config.routing.default_model!r} is served by no provider "
-            f"(models: {', '.join(config.models())})",
-        )
+        fail("routing.default_model", f"{config.routing.default_model!r} is served by no provider "
+             f"(models: {', '.join(config.models())})")
 
 
 def _resolve_secrets(config: Config, env: Mapping[str, str]) -> Config:
-    providers = tuple(
-        msgspec.structs.replace(p, api_key=Secret(env[p.api_key_env]))
-        if p.api_key_env and env.get(p.api_key_env)
-        else p
-        for p in config.providers
-    )
+    providers = tuple(msgspec.structs.replace(p, api_key=Secret(env[p.api_key_env]))
+                      if p.api_key_env and env.get(p.api_key_env) else p for p in config.providers)
     server = config.server
     token = env.get(server.admin_token_env) if server.admin_token_env else None
     keys = env.get(server.client_keys_env, "") if server.client_keys_env else ""
@@ -320,60 +316,79 @@ def parse_config(
     raw: Mapping[str, Any], *, env: Mapping[str, str] | None = None, source: str = "<config>"
 ) -> Config:
     """Build a :class:`Config` from already-parsed TOML data (a dict)."""
-    env = os.environ if env is None else env
+    return _parse(raw, os.environ if env is None else env, source)[0]
+
+
+def _parse(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> tuple[Config, list[str]]:
+    """The config and its warnings; no secret substituted into the data shows in either."""
     if not isinstance(raw, Mapping):
         raise ConfigError("expected a table at the top level", path=source)
-    providers = raw.get("providers")
+    providers, server = raw.get("providers"), raw.get("server")
     for i, p in enumerate(providers if isinstance(providers, list) else []):
-        if isinstance(p, dict):
-            for secret in sorted(_PROVIDER_SECRETS & p.keys()):
-                raise ConfigError(
-                    "secrets are never read from the config file: write api_key_env = "
-                    '"SOME_VARIABLE" and put the key in that environment variable',
-                    path=source,
-                    key=_key_path(f"$.providers[{i}].{secret}", raw),
-                )
-    server = raw.get("server")
-    if isinstance(server, dict):
-        for secret in sorted(_SERVER_SECRETS & server.keys()):
-            raise ConfigError(
-                "secrets are never read from the config file: set admin_token_env / "
-                "client_keys_env to the name of an environment variable",
-                path=source,
-                key=f"server.{secret}",
-            )
-    data = _interpolate(dict(raw), env, "", source, raw)
+        for secret in sorted(_PROVIDER_SECRETS & p.keys()) if isinstance(p, dict) else ():
+            raise ConfigError('secrets are never read from the config file: write api_key_env = '
+                              '"SOME_VARIABLE" and put the key in that environment variable',
+                              path=source, key=_key_path(f"$.providers[{i}].{secret}", raw))
+    for secret in sorted(_SERVER_SECRETS & server.keys()) if isinstance(server, dict) else ():
+        raise ConfigError("secrets are never read from the config file: set admin_token_env / "
+                          "client_keys_env to the name of an environment variable",
+                          path=source, key=f"server.{secret}")
+    hidden: set[str] = set()
+    try:
+        found = interpolate(dict(raw), env)
+        hidden = _hidden(found)
+        retype(found, lambda where: _TYPES.get(type(_type_at(where))))
+        config = _convert(found.data, source)
+        _check(config, source)
+    except InterpolationError as exc:
+        key = _key_path(f"$.{dotted(exc.where)}", raw)
+        raise redact(ConfigError(exc.message, path=source, key=key), hidden) from None
+    except ConfigError as exc:
+        raise redact(exc, hidden) from None
+    warnings = [str(redact(ConfigError(text, path=source, key=key), hidden))
+                for key, text in _clashes(config)]
+    return _resolve_secrets(config, env), warnings
+
+
+def _hidden(found: Interpolated) -> set[str]:
+    """The values substituted from variables named by api_key_env, admin_token_env, client_keys_env."""
+    server, providers = found.data.get("server"), found.data.get("providers")
+    server = server if isinstance(server, dict) else {}
+    names = [server.get(f, getattr(ServerConfig(), f)) for f in ("admin_token_env", "client_keys_env")]
+    for p in providers if isinstance(providers, list) else []:
+        names.append(p.get("api_key_env") if isinstance(p, dict) else None)
+    return found.values_of(names)
+
+
+def _convert(data: dict[str, Any], source: str) -> Config:
+    """The interpolated data as a Config; msgspec's errors explained."""
     if "source" in data:
         raise ConfigError("unknown key", path=source, key="source")
     data["source"] = source
     try:
-        config = msgspec.convert(data, Config)
+        return msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
-        text = str(exc)
-        match = re.match(r"(.*) - at `(\$[^`]*)`$", text)
-        message, path = (match.group(1), match.group(2)) if match else (text, "$")
-        unknown = re.match(r"Object contains unknown field `(.+)`", message)
-        if unknown:
-            key = _key_path(f"{path}.{unknown.group(1)}", data)
-            raise ConfigError(
-                "unknown key (check the spelling against README's config reference)",
-                path=source,
-                key=key,
-            ) from None
-        missing = re.match(r"Object missing required field `(.+)`", message)
-        if missing:
+        match = re.match(r"(.*) - at `(\$[^`]*)`$", str(exc))
+        message, path = (match.group(1), match.group(2)) if match else (str(exc), "$")
+        if unknown := re.match(r"Object contains unknown field `(.+)`", message):
+            raise ConfigError("unknown key (check the spelling against README's config reference)",
+                              path=source, key=_key_path(f"{path}.{unknown.group(1)}", data)) from None
+        if missing := re.match(r"Object missing required field `(.+)`", message):
             key = _key_path(f"{path}.{missing.group(1)}", data)
-            expected = (
-                "expected at least one [[providers]] table"
-                if key == "providers"
-                else "required key is missing"
-            )
-            raise ConfigError(expected, path=source, key=key) from None
-        raise ConfigError(
-            _explain(message, path, data), path=source, key=_key_path(path, data)
-        ) from None
-    _check(config, source)
-    return _resolve_secrets(config, env)
+            expected = "at least one [[providers]] table" if key == "providers" else None
+            raise ConfigError(f"expected {expected}" if expected else "required key is missing",
+                              path=source, key=key) from None
+        raise ConfigError(_explain(message, path, data), path=source, key=_key_path(path, data)) from None
+
+
+def _clashes(config: Config) -> list[tuple[str, str]]:
+    """(keys, warning) per priority that several providers share: the earlier in the file goes first."""
+    shared: dict[int, list[str]] = {}
+    for i, p in enumerate(config.providers):
+        shared.setdefault(p.priority, []).append(f"providers[{i}] ({p.name}).priority")
+    return [(", ".join(keys), f"equal priorities ({priority}): the earlier in the file, "
+             f"{keys[0].removesuffix('.priority')}, is tried first; give each its own priority")
+            for priority, keys in shared.items() if len(keys) > 1]
 
 
 def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None = None) -> Config:
@@ -382,11 +397,17 @@ def load_config(path: str | os.PathLike[str], *, env: Mapping[str, str] | None =
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise ConfigError("file not found", path=source) from None
+        where = Path(path).absolute().parent
+        looked = f"looked in {where}" + ("" if where.is_dir() else ", which does not exist")
+        raise ConfigError(f"file not found ({looked}; pass --config PATH to use another file)",
+                          path=source) from None
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read the file: {exc}", path=source) from None
     try:
         raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"not valid TOML: {exc}", path=source) from None
-    return parse_config(raw, env=env, source=source)
+    config, warnings = _parse(raw, os.environ if env is None else env, source)
+    for warning in warnings:
+        _log.warning("%s", warning)
+    return config

@@ -15,13 +15,14 @@ import msgspec
 
 from actors.core.config import Config
 
-__all__ = ("CONFIG_META", "public_config")
+__all__ = ("CONFIG_META", "public_config", "public_url")
 
 #: The state file's meta key under which a service records the config it runs under.
 CONFIG_META = "config"
 
 
-def _public_url(url: str) -> str:
+def public_url(url: str) -> str:
+    """``url`` without credentials, query or fragment: safe to print or store."""
     parts = urllib.parse.urlsplit(url)
     host = parts.hostname or ""
     if parts.port is not None:
@@ -36,7 +37,7 @@ def public_config(config: Config) -> dict[str, Any]:
             config,
             server=msgspec.structs.replace(config.server, admin_token=None, client_keys=()),
             providers=tuple(
-                msgspec.structs.replace(p, api_key=None, base_url=_public_url(p.base_url),
+                msgspec.structs.replace(p, api_key=None, base_url=public_url(p.base_url),
                                         headers=dict.fromkeys(p.headers, "***"))
                 for p in config.providers
             ),

@@ -29,7 +29,7 @@ from typing import IO, Any, get_args
 import msgspec
 
 from actors.core.config import Config, parse_config
-from actors.core.errors import EventLogError
+from actors.core.errors import EventLogError, UnknownProviderError
 from actors.core.messages import SCHEMA_VERSION, LoggedMessage
 from actors.core.public_config import CONFIG_META, public_config
 from actors.core.states import Category, Tier
@@ -104,6 +104,8 @@ async def export_events(
         if not payload and config is not None:
             payload = {"config": public_config(config),
                        "configured": [p.name for p in config.providers if p.configured]}
+        if provider is not None:
+            await _check_provider(store, provider, payload.get("config"))
         start = since
         if since is not None:
             starts = await store.events(types=["supervisor_started"], until=since, limit=1_000_000)
@@ -127,6 +129,14 @@ async def export_events(
         return count
     finally:
         await store.close()
+
+
+async def _check_provider(store: Store, provider: str, recorded: dict[str, Any] | None) -> None:
+    """``provider`` is one the service ran with, or one the log names: else UnknownProviderError."""
+    known = sorted({str(p.get("name")) for p in (recorded or {}).get("providers", ()) if isinstance(p, dict)})
+    if provider in known or await store.events(provider=provider, limit=1):
+        return
+    raise UnknownProviderError(provider, known)
 
 
 # ---------------------------------------------------------------- reading

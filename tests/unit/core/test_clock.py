@@ -202,7 +202,6 @@ async def test_system_clock_move_on_at_infinity_does_not_cancel() -> None:
     with SystemClock().move_on_at(math.inf) as scope:
         await anyio.sleep(0.01)
     assert not scope.cancelled_caught
-    assert scope.deadline == math.inf
 
 
 def test_system_clock_reads_the_wall_clock() -> None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
 
 from actors.core.config import Config, ProviderConfig, Secret, load_config, parse_config
 from actors.core.errors import ConfigError
+from actors.core.public_config import public_config
 from tests.helpers import REPO as ROOT
 
 DEFAULT_CONFIG = ROOT / "config.toml"
@@ -304,6 +306,180 @@ BROKEN = [
         "unknown key",
         id="source-is-not-a-config-key",
     ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://127.0.0.1:99999/v1"),
+        "providers[0] (alpha).base_url",
+        "expected a port from 1 to 65535, got '99999' in 'http://127.0.0.1:99999/v1'",
+        id="url-port-out-of-range",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://127.0.0.1:0/v1"),
+        "providers[0] (alpha).base_url",
+        "expected a port from 1 to 65535, got '0'",
+        id="url-port-zero",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://alpha.test:abc/v1"),
+        "providers[0] (alpha).base_url",
+        "expected a port from 1 to 65535, got 'abc'",
+        id="url-port-not-a-number",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "ftp://127.0.0.1/v1"),
+        "providers[0] (alpha).base_url",
+        "expected an http:// or https:// URL, got 'ftp://127.0.0.1/v1'",
+        id="url-scheme-ftp",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "localhost:4000"),
+        "providers[0] (alpha).base_url",
+        "expected an http:// or https:// URL, got 'localhost:4000'",
+        id="url-without-scheme",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http:/alpha.test"),
+        "providers[0] (alpha).base_url",
+        "expected an http:// or https:// URL, got 'http:/alpha.test'",
+        id="url-one-slash",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http:///v1"),
+        "providers[0] (alpha).base_url",
+        "expected a host after http://, got 'http:///v1'",
+        id="url-without-host",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://$HOST/v1"),
+        "providers[0] (alpha).base_url",
+        "expected a host name or address, got '$HOST'",
+        id="url-shell-style-variable-as-host",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://[::1/v1"),
+        "providers[0] (alpha).base_url",
+        "expected a valid URL (Invalid IPv6 URL)",
+        id="url-unclosed-ipv6-bracket",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://alpha.test/v 1"),
+        "providers[0] (alpha).base_url",
+        "expected a URL without spaces or control characters",
+        id="url-with-space",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://alpha.test/v1?key=x"),
+        "providers[0] (alpha).base_url",
+        "expected no ?query or #fragment",
+        id="url-with-query",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://127.0.0.1:${PORT/v1"),
+        "providers[0] (alpha).base_url",
+        "unclosed '${' in '${PORT/v1'",
+        id="unclosed-reference",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://${1HOST}:9/v1"),
+        "providers[0] (alpha).base_url",
+        "invalid variable name '1HOST' in '${1HOST}'",
+        id="variable-name-starts-with-digit",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://${A-B}:9/v1"),
+        "providers[0] (alpha).base_url",
+        "invalid variable name 'A-B' in '${A-B}'",
+        id="variable-name-with-dash",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://${}:9/v1"),
+        "providers[0] (alpha).base_url",
+        "empty variable name in '${}'",
+        id="empty-variable-name",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://${:-alpha.test}"),
+        "providers[0] (alpha).base_url",
+        "empty variable name in '${:-alpha.test}'",
+        id="empty-variable-name-with-default",
+    ),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "${A:-${B}}"),
+        "providers[0] (alpha).base_url",
+        "a default can't hold another '${'",
+        id="nested-reference",
+    ),
+    pytest.param(
+        '[server]\nhost = "${HOST:=x}"\n' + PROVIDER,
+        "server.host",
+        "invalid variable name 'HOST:=x'",
+        id="unsupported-operator",
+    ),
+    pytest.param(
+        PROVIDER + 'headers = { "X-Trace" = "a\\r\\nInjected: 1" }\n',
+        "providers[0] (alpha).headers.X-Trace",
+        "a header value can't hold a control character: '\\r' at position 1",
+        id="header-value-crlf",
+    ),
+    pytest.param(
+        PROVIDER + 'headers = { "X-Trace" = "a\\nb" }\n',
+        "providers[0] (alpha).headers.X-Trace",
+        "a header value can't hold a control character: '\\n'",
+        id="header-value-newline",
+    ),
+    pytest.param(
+        PROVIDER + 'headers = { "X-Trace" = "a\\u001bb" }\n',
+        "providers[0] (alpha).headers.X-Trace",
+        "a header value can't hold a control character: '\\x1b'",
+        id="header-value-escape-character",
+    ),
+    pytest.param(
+        PROVIDER + 'headers = { "X Trace" = "a" }\n',
+        "providers[0] (alpha).headers",
+        "expected a header name of letters, digits and !#$%&'*+-.^_`|~, got 'X Trace'",
+        id="header-name-with-space",
+    ),
+    pytest.param(
+        PROVIDER + 'headers = { "X-Trace:" = "a" }\n',
+        "providers[0] (alpha).headers",
+        "got 'X-Trace:'",
+        id="header-name-with-colon",
+    ),
+    pytest.param(
+        PROVIDER + 'headers = { "" = "a" }\n',
+        "providers[0] (alpha).headers",
+        "got ''",
+        id="header-name-empty",
+    ),
+    pytest.param(
+        '[server]\nport = "${PORT:-80x}"\n' + PROVIDER,
+        "server.port",
+        "expected an integer from ${PORT:-80x}, got '80x'",
+        id="port-reference-not-a-number",
+    ),
+    pytest.param(
+        '[server]\nport = "${PORT:-99999}"\n' + PROVIDER,
+        "server.port",
+        "<= 65535, got 99999",
+        id="port-reference-out-of-range",
+    ),
+    pytest.param(
+        '[server]\nport = "80${PORT:-80}"\n' + PROVIDER,
+        "server.port",
+        "expected `int`, got `str`",
+        id="port-reference-with-text-around-it",
+    ),
+    pytest.param(
+        PROVIDER + 'timeout_s = "${TIMEOUT:-fast}"\n',
+        "providers[0] (alpha).timeout_s",
+        "expected a number from ${TIMEOUT:-fast}, got 'fast'",
+        id="float-reference-not-a-number",
+    ),
+    pytest.param(
+        '[routing]\nlast_resort = "${FLAG:-maybe}"\n' + PROVIDER,
+        "routing.last_resort",
+        "expected true or false (or yes/no, on/off, 1/0) from ${FLAG:-maybe}, got 'maybe'",
+        id="bool-reference-not-a-boolean",
+    ),
 ]
 
 
@@ -348,6 +524,24 @@ def test_missing_file_names_the_path(tmp_path: Path) -> None:
         load_config(path, env={})
     assert caught.value.path == str(path)
     assert str(caught.value).startswith(str(path))
+
+
+def test_missing_file_names_the_directory_and_the_option(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A relative path that isn't there names the absolute directory looked in and --config PATH."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError) as caught:
+        load_config("config.toml", env={})
+    assert str(caught.value) == (
+        f"config.toml: file not found (looked in {tmp_path}; pass --config PATH to use another file)"
+    )
+
+
+def test_missing_directory_says_so(tmp_path: Path) -> None:
+    """A path in a directory that doesn't exist says the directory is missing too."""
+    with pytest.raises(ConfigError, match=r"which does not exist; pass --config PATH"):
+        load_config(tmp_path / "nowhere" / "config.toml", env={})
 
 
 def test_config_error_is_a_value_error() -> None:
@@ -398,3 +592,211 @@ def test_secrets_never_appear_in_config_repr() -> None:
     text = repr(load_config(DEFAULT_CONFIG, env=env))
     values = [v for value in env.values() for v in value.split(",")]
     assert [value for value in values if value in text] == []
+
+
+# --- ${...} interpolation ------------------------------------------------------
+
+
+def test_port_from_the_environment_is_an_int(tmp_path: Path) -> None:
+    """port = "${PORT:-8080}" takes PORT from the environment and gives an int."""
+    path = write(tmp_path, '[server]\nport = "${PORT:-8080}"\n' + PROVIDER)
+    port = load_config(path, env={"PORT": "9191"}).server.port
+    assert (type(port), port) == (int, 9191)
+
+
+@pytest.mark.parametrize(
+    "env",
+    [
+        pytest.param({}, id="unset"),
+        pytest.param({"PORT": ""}, id="empty"),
+    ],
+)
+def test_port_reference_falls_back_to_its_default(tmp_path: Path, env: dict[str, str]) -> None:
+    """port = "${PORT:-8080}" gives the int 8080 when PORT is unset or empty."""
+    path = write(tmp_path, '[server]\nport = "${PORT:-8080}"\n' + PROVIDER)
+    port = load_config(path, env=env).server.port
+    assert (type(port), port) == (int, 8080)
+
+
+def test_port_reference_names_a_bad_value(tmp_path: Path) -> None:
+    """PORT=abc for port = "${PORT}" is refused naming the key, the reference and the value."""
+    path = write(tmp_path, '[server]\nport = "${PORT}"\n' + PROVIDER)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path, env={"PORT": "abc"})
+    assert str(caught.value) == f"{path}: server.port: expected an integer from ${{PORT}}, got 'abc'"
+
+
+def test_float_reference_becomes_a_float(tmp_path: Path) -> None:
+    """timeout_s = "${TIMEOUT:-2.5}" gives the number 2.5."""
+    path = write(tmp_path, PROVIDER + 'timeout_s = "${TIMEOUT:-2.5}"\n')
+    assert provider_named(load_config(path, env={}), "alpha").timeout_s == 2.5
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        pytest.param("yes", True, id="yes"),
+        pytest.param("no", False, id="no"),
+        pytest.param("TRUE", True, id="TRUE"),
+        pytest.param("false", False, id="false"),
+        pytest.param("on", True, id="on"),
+        pytest.param("off", False, id="off"),
+        pytest.param("1", True, id="1"),
+        pytest.param("0", False, id="0"),
+    ],
+)
+def test_bool_reference_becomes_a_bool(tmp_path: Path, value: str, expected: bool) -> None:
+    """enabled = "${FLAG:-yes}" reads FLAG as a boolean: true/false, yes/no, on/off or 1/0."""
+    path = write(tmp_path, PROVIDER + 'enabled = "${FLAG:-yes}"\n')
+    assert provider_named(load_config(path, env={"FLAG": value}), "alpha").enabled is expected
+
+
+def test_reference_in_a_string_key_stays_a_string(tmp_path: Path) -> None:
+    """A whole reference in a key that expects a string is not turned into a number."""
+    path = write(tmp_path, PROVIDER + 'api_version = "${VERSION:-2024}"\n')
+    assert provider_named(load_config(path, env={}), "alpha").api_version == "2024"
+
+
+@pytest.mark.parametrize(
+    ("env", "expected"),
+    [
+        pytest.param({}, "http://127.0.0.1:4000/v1", id="defaults"),
+        pytest.param({"HOST": "proxy.test", "PORT": "8443"}, "http://proxy.test:8443/v1", id="set"),
+    ],
+)
+def test_defaults_inside_a_url(tmp_path: Path, env: dict[str, str], expected: str) -> None:
+    """Several ${VAR:-default} references in one base_url each take the variable or their default."""
+    text = PROVIDER.replace("http://alpha.test", "http://${HOST:-127.0.0.1}:${PORT:-4000}/v1")
+    assert provider_named(load_config(write(tmp_path, text), env=env), "alpha").base_url == expected
+
+
+def test_a_lone_dollar_stays_literal(tmp_path: Path) -> None:
+    """A "$" not followed by "{" (alone, doubled, at the end) is kept as it is."""
+    text = PROVIDER.replace("http://alpha.test", "http://alpha.test/a$b/$$c/$") + (
+        'headers = { "X-Note" = "pa$$word$" }\n'
+    )
+    alpha = provider_named(load_config(write(tmp_path, text), env={"b": "x", "c": "y"}), "alpha")
+    assert (alpha.base_url, alpha.headers) == ("http://alpha.test/a$b/$$c/$", {"X-Note": "pa$$word$"})
+
+
+# --- URLs that are accepted --------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        pytest.param("http://[::1]:4000/v1", id="ipv6"),
+        pytest.param("https://user:pw@alpha.test/v1", id="credentials"),
+        pytest.param("HTTPS://Alpha.Test:65535", id="upper-case-and-top-port"),
+        pytest.param("http://alpha.test:1", id="port-1"),
+        pytest.param("http://bücher.test/v1", id="idn-host"),
+        pytest.param("http://alpha.test/${NOPE}", id="braces-in-the-path"),
+    ],
+)
+def test_accepted_url_survives_public_config(url: str) -> None:
+    """A base_url the config accepts can be made public (what serve does at start) without an error."""
+    raw = {"providers": [{"name": "alpha", "base_url": "${URL}", "models": {"chat": "m"}}]}
+    config = parse_config(raw, env={"URL": url})
+    assert provider_named(config, "alpha").base_url == url
+    assert public_config(config)["providers"][0]["base_url"]
+
+
+def test_url_error_masks_credentials(tmp_path: Path) -> None:
+    """A refused base_url with a user and password in it shows neither."""
+    text = PROVIDER.replace("http://alpha.test", "http://user:hunter2@alpha.test:99999/v1")
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env={})
+    assert "hunter2" not in str(caught.value)
+    assert "'http://***@alpha.test:99999/v1'" in str(caught.value)
+
+
+# --- secrets in messages -----------------------------------------------------
+
+SECRET_LEAKS = [
+    pytest.param('[server]\nport = "${ALPHA_KEY}"\n' + PROVIDER, "server.port", id="provider-key-as-port"),
+    pytest.param(
+        PROVIDER.replace("http://alpha.test", "http://alpha.test:${FALLBACK_ADMIN_TOKEN}"),
+        "providers[0] (alpha).base_url",
+        id="admin-token-in-url",
+    ),
+    pytest.param(
+        PROVIDER + 'kind = "${FALLBACK_CLIENT_KEYS}"\n',
+        "providers[0] (alpha).kind",
+        id="client-keys-as-kind",
+    ),
+    pytest.param(
+        '[server]\nadmin_token_env = "MY_ADMIN"\n[routing]\nlast_resort = "${MY_ADMIN}"\n' + PROVIDER,
+        "routing.last_resort",
+        id="renamed-admin-variable-as-bool",
+    ),
+    pytest.param(
+        PROVIDER.replace('"alpha"', '"${ALPHA_KEY}"') + 'health_path = "x"\n',
+        "providers[0] (***).health_path",
+        id="provider-key-as-name",
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "key"), SECRET_LEAKS)
+def test_error_never_shows_a_secret_variable(tmp_path: Path, text: str, key: str) -> None:
+    """A value substituted from a key/token variable shows as *** in the error, never as itself."""
+    env = {
+        "ALPHA_KEY": "sk-alpha-do-not-show",
+        "FALLBACK_ADMIN_TOKEN": "adm-do-not-show",
+        "FALLBACK_CLIENT_KEYS": "ck-one-do-not-show,ck-two-do-not-show",
+        "MY_ADMIN": "my-admin-do-not-show",
+    }
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), env=env)
+    assert caught.value.key == key
+    assert "***" in str(caught.value)
+    assert "do-not-show" not in str(caught.value)
+
+
+# --- equal priorities --------------------------------------------------------
+
+SECOND = PROVIDER.replace('"alpha"', '"beta"').replace("alpha-chat", "beta-chat")
+
+
+def test_equal_priorities_warn_that_the_earlier_wins(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two providers at one priority log one WARNING on actors.config: the earlier in the file goes first."""
+    path = write(tmp_path, PROVIDER + "priority = 1\n" + SECOND + "priority = 1\n")
+    with caplog.at_level(logging.WARNING, logger="actors.config"):
+        config = load_config(path, env={})
+    assert [p.name for p in config.providers] == ["alpha", "beta"]
+    assert [(r.name, r.levelno, r.getMessage()) for r in caplog.records] == [(
+        "actors.config",
+        logging.WARNING,
+        f"{path}: providers[0] (alpha).priority, providers[1] (beta).priority: equal priorities (1): "
+        "the earlier in the file, providers[0] (alpha), is tried first; give each its own priority",
+    )]
+
+
+def test_distinct_priorities_do_not_warn(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Providers at different priorities (and the shipped config.toml) log nothing."""
+    path = write(tmp_path, PROVIDER + "priority = 1\n" + SECOND + "priority = 2\n")
+    with caplog.at_level(logging.DEBUG, logger="actors.config"):
+        load_config(path, env={})
+        load_config(DEFAULT_CONFIG, env={})
+    assert caplog.records == []
+
+
+def test_parse_config_does_not_warn(caplog: pytest.LogCaptureFixture) -> None:
+    """parse_config (replay's rebuilt configs, tests) never logs: only a config file read warns."""
+    provider = {"base_url": "http://x.test", "models": {"chat": "m"}}
+    with caplog.at_level(logging.DEBUG, logger="actors.config"):
+        parse_config({"providers": [{"name": "a", **provider}, {"name": "b", **provider}]}, env={})
+    assert caplog.records == []
+
+
+def test_equal_priority_warning_never_shows_a_secret_variable(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A provider name substituted from its key variable shows as *** in the warning."""
+    path = write(tmp_path, PROVIDER.replace('"alpha"', '"${ALPHA_KEY}"') + SECOND)
+    with caplog.at_level(logging.WARNING, logger="actors.config"):
+        load_config(path, env={"ALPHA_KEY": "sk-alpha-do-not-show"})
+    assert [r.getMessage() for r in caplog.records if "providers[0] (***)" in r.getMessage()]
+    assert "do-not-show" not in caplog.text
