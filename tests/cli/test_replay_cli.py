@@ -11,6 +11,7 @@ import aiohttp
 import anyio
 import pytest
 
+from actors.edges.store import Store
 from actors.testing import FakeUpstream, error, ok
 from tests.helpers import (
     INCIDENTS,
@@ -196,3 +197,31 @@ def test_export_rejects_a_bad_time(tmp_path: Path) -> None:
     result = cli(tmp_path, "events", "export", "--since", "last tuesday")
     assert result.returncode == 2
     assert "ISO 8601" in result.stderr
+
+
+def test_export_of_an_unknown_provider_is_an_error(tmp_path: Path) -> None:
+    """``--provider nope`` names the providers the config has instead of exporting a near-empty file."""
+    state = tmp_path / "s.db"
+
+    async def make() -> None:  # a real state file, empty of events
+        await (await Store.open(state)).close()
+
+    anyio.run(make)
+    (tmp_path / "config.toml").write_text(f'[state]\npath = "{state}"\n[[providers]]\nname = "litellm"\n'
+                                          'base_url = "http://127.0.0.1:9"\nmodels = { chat = "m" }\n')
+    result = cli(tmp_path, "events", "export", "--provider", "nope", "-o", str(tmp_path / "x.jsonl"))
+    assert result.returncode == 2
+    assert "unknown provider 'nope': configured are litellm" in result.stderr
+    assert not (tmp_path / "x.jsonl").exists()
+    assert not (tmp_path / "x.jsonl.partial").exists()
+
+
+def test_export_to_a_bad_path_names_that_path(tmp_path: Path) -> None:
+    """An output path in a missing directory is named as given, not as its temporary .partial twin."""
+    (tmp_path / "config.toml").write_text('[state]\npath = "s.db"\n[[providers]]\nname = "a"\n'
+                                          'base_url = "http://127.0.0.1:9"\nmodels = { chat = "m" }\n')
+    target = tmp_path / "missing" / "out.jsonl"
+    result = cli(tmp_path, "events", "export", "-o", str(target))
+    assert result.returncode == 2
+    assert f"error: {target}: No such file or directory" in result.stderr
+    assert ".partial" not in result.stderr
