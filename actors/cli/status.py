@@ -113,10 +113,11 @@ def format_status(status: dict[str, Any]) -> str:
         state = p["state"] + (f" ({p['detail']})" if p.get("detail") else "")
         rows.append([name, state, str(p["priority"]), cell(p.get("cooldown_remaining_s"), "{:g} s"),
                      str(p.get("failure_count", 0)), str(m.get("requests_total", 0)),
-                     cell(m.get("uptime_percent"), "{:.1f}"), cell(m.get("p95_latency_ms"), "{:.0f}"),
+                     cell(m.get("uptime_percent"), "{:.1f}"), cell(m.get("success_rate_percent"), "{:.1f}"),
+                     cell(m.get("p95_latency_ms"), "{:.0f}"),
                      last])
     table = format_table(["provider", "state", "priority", "cooldown", "failures", "requests",
-                          "success %", "p95 ms", "last error"], rows)
+                          "uptime % 24h", "success %", "p95 ms", "last error"], rows)
     recovery = status.get("avg_recovery_time_seconds")
     summary = (f"fallbacks in the last 24 h: {status.get('fallback_events_last_24h', 0)}; "
                f"average recovery: {'-' if recovery is None else f'{recovery:g} s'}")

@@ -28,6 +28,7 @@ from typing import ClassVar
 
 import msgspec
 
+from actors.core.availability import Availability
 from actors.core.states import Action, Category, FailureKind, ProviderState, Severity, Tier
 
 __all__ = (
@@ -286,6 +287,8 @@ class ProviderMetrics(msgspec.Struct, frozen=True, kw_only=True):
     latencies_ms: tuple[float, ...] = ()
     last_success: float | None = None
     last_failure: float | None = None
+    #: Observed up and down time, from the state history (see :mod:`actors.core.availability`).
+    availability: Availability | None = None
 
 
 class MetricsSnapshot(Message, frozen=True, kw_only=True, tag="metrics_snapshot"):

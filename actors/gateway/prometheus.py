@@ -12,8 +12,9 @@ from typing import get_args
 
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 
+from actors.core.availability import uptime
 from actors.core.messages import ProviderMetrics
-from actors.core.states import ProviderState
+from actors.core.states import DAY_S, ProviderState
 from actors.core.stats import percentile
 from actors.runtime.supervisor import Supervisor
 
@@ -48,6 +49,10 @@ class SnapshotCollector:
                                   labels=[*p, "state"])
         cooldown = GaugeMetricFamily("fallback_provider_cooldown_remaining_seconds",
                                      "Seconds until the provider's cooldown ends (0 when none).", labels=p)
+        up = GaugeMetricFamily("fallback_provider_uptime_ratio", "Share of observed time the provider was "
+                               "usable (healthy or degraded), from its state history.", labels=[*p, "window"])
+        rate = GaugeMetricFamily("fallback_provider_success_ratio", "Share of attempts that succeeded.",
+                                 labels=p)
         for view in supervisor.routing.providers:
             m, name = per.get(view.name) or ProviderMetrics(), view.name
             total.add_metric([name], m.requests_total)
@@ -62,6 +67,11 @@ class SnapshotCollector:
                 state.add_metric([name, s], 1.0 if view.state == s else 0.0)
             cooling = view.cooldown_until is not None and view.state in ("cooldown", "unhealthy")
             cooldown.add_metric([name], max(0.0, (view.cooldown_until or now) - now) if cooling else 0.0)
+            for window, span in (("24h", DAY_S), ("since_start", None)):
+                if (share := uptime(m.availability, now, span)) is not None:
+                    up.add_metric([name, window], share / 100.0)
+            if m.requests_total:
+                rate.add_metric([name], m.requests_success / m.requests_total)
         fallbacks = CounterMetricFamily("fallback_fallbacks", "Requests that left one provider for the next "
                                         "(to_provider 'none': no provider was left).",
                                         labels=["from_provider", "to_provider"])
@@ -70,4 +80,4 @@ class SnapshotCollector:
             fallbacks.add_metric([origin, target], count)
         recent = GaugeMetricFamily("fallback_fallbacks_last_24h", "Fallbacks in the last 24 hours.",
                                    value=snapshot.fallbacks_last_24h if snapshot else 0)
-        return [total, success, failed, failures, latency, state, cooldown, fallbacks, recent]
+        return [total, success, failed, failures, latency, state, cooldown, up, rate, fallbacks, recent]

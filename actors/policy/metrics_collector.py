@@ -16,11 +16,14 @@ readers from the snapshot's latency window, so the hot path never sorts.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar, assert_never
 
+import msgspec
+
 from actors.core.actor import Actor
+from actors.core.availability import Availability, advance, carried_over
 from actors.core.clock import Clock
 from actors.core.messages import (
     AttemptFailed,
@@ -31,8 +34,10 @@ from actors.core.messages import (
     MetricsSnapshot,
     ProviderMetrics,
     ProviderRecovered,
+    ProviderStateChanged,
+    Sync,
 )
-from actors.core.states import DAY_S
+from actors.core.states import DAY_S, ProviderState
 
 __all__ = ("MetricsCollector", "MetricsInbox")
 
@@ -47,6 +52,7 @@ class _Aggregate:
     latencies: deque[float] = field(default_factory=deque)
     last_success: float | None = None
     last_failure: float | None = None
+    availability: Availability = field(default_factory=Availability)
 
     def __post_init__(self) -> None:
         self.latencies = deque(self.latencies, maxlen=self.window)
@@ -62,9 +68,12 @@ class _Aggregate:
             latencies=deque(m.latencies_ms),
             last_success=m.last_success,
             last_failure=m.last_failure,
+            # The day's segments carry over; the open one and the since-start sums do not:
+            # the time the service was not running was not observed.
+            availability=carried_over(m.availability),
         )
 
-    def view(self) -> ProviderMetrics:
+    def view(self, now: float) -> ProviderMetrics:
         return ProviderMetrics(
             requests_total=self.total,
             requests_success=self.success,
@@ -73,10 +82,15 @@ class _Aggregate:
             latencies_ms=tuple(self.latencies),
             last_success=self.last_success,
             last_failure=self.last_failure,
+            availability=msgspec.structs.replace(self.availability, as_of=now),
         )
 
 
-MetricsInbox = AttemptSucceeded | AttemptFailed | ErrorClassified | FallbackTriggered | ProviderRecovered
+MetricsInbox = (
+    AttemptSucceeded | AttemptFailed | ErrorClassified | FallbackTriggered | ProviderRecovered
+    | ProviderStateChanged
+    | Sync
+)
 
 
 class MetricsCollector(Actor[MetricsInbox]):
@@ -96,6 +110,7 @@ class MetricsCollector(Actor[MetricsInbox]):
         fallbacks_total: dict[str, int] | None = None,
         fallback_times: Iterable[float] = (),
         recovery_times: Iterable[float] = (),
+        states: Mapping[str, ProviderState] | None = None,
     ) -> None:
         super().__init__(clock=clock, inbox_size=8192)
         restored = restored or {}
@@ -105,7 +120,11 @@ class MetricsCollector(Actor[MetricsInbox]):
             else _Aggregate(window=latency_window)
             for name in providers
         }
-        self._views = {name: agg.view() for name, agg in self._aggs.items()}
+        now = clock.now()
+        for name, state in (states or {}).items():
+            if (agg := self._aggs.get(name)) is not None:
+                agg.availability = advance(agg.availability, state, now)
+        self._views = {name: agg.view(now) for name, agg in self._aggs.items()}
         self._dirty: set[str] = set()
         self._fallbacks: deque[FallbackTriggered] = deque(fallbacks, maxlen=50)
         # Times of the fallbacks in the last 24 h (bounded: a storm can't eat memory).
@@ -143,6 +162,12 @@ class MetricsCollector(Actor[MetricsInbox]):
             case ProviderRecovered():
                 self._recoveries.append(message.downtime_s)
                 self._changed = True
+            case ProviderStateChanged():
+                if (agg := self._aggs.get(message.provider)) is not None:
+                    agg.availability = advance(agg.availability, message.new, message.at)
+                    self._dirty.add(message.provider)
+            case Sync():
+                self._dirty.update(self._aggs)  # a fresh snapshot of everything, read out now
             case _:
                 assert_never(message)
         return []
@@ -160,7 +185,7 @@ class MetricsCollector(Actor[MetricsInbox]):
         at shutdown after the actors stopped, and by replay on its own actors.
         """
         for name in self._dirty:
-            self._views[name] = self._aggs[name].view()
+            self._views[name] = self._aggs[name].view(now)
         self._dirty.clear()
         self._changed = False
         while self._fallback_times and self._fallback_times[0] < now - DAY_S:

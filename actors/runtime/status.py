@@ -10,8 +10,10 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from actors.core.availability import uptime
 from actors.core.config import Config
 from actors.core.messages import LastError, MetricsSnapshot, ProviderMetrics, RoutingSnapshot
+from actors.core.states import DAY_S
 from actors.core.stats import percentile
 
 __all__ = ("build_status", "iso", "metrics_view")
@@ -28,8 +30,14 @@ def _round(value: float | None, digits: int = 2) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def metrics_view(m: ProviderMetrics) -> dict[str, Any]:
-    """One provider's metrics as /status shows them."""
+def metrics_view(m: ProviderMetrics, now: float) -> dict[str, Any]:
+    """One provider's metrics as /status shows them.
+
+    ``uptime_percent`` is the share of observed time (the last 24 h) the
+    provider was usable, from its state history; ``success_rate_percent`` is
+    the share of attempts sent to it that succeeded. Both also since start.
+    """
+    success = _round(100.0 * m.requests_success / m.requests_total) if m.requests_total else None
     lat = m.latencies_ms
     return {
         "requests_total": m.requests_total,
@@ -39,10 +47,9 @@ def metrics_view(m: ProviderMetrics) -> dict[str, Any]:
         "p50_latency_ms": _round(percentile(lat, 50)),
         "p95_latency_ms": _round(percentile(lat, 95)),
         "p99_latency_ms": _round(percentile(lat, 99)),
-        # The share of attempts that succeeded, as the original skill defines uptime.
-        "uptime_percent": _round(100.0 * m.requests_success / m.requests_total)
-        if m.requests_total
-        else None,
+        "uptime_percent": _round(uptime(m.availability, now, DAY_S)),
+        "uptime_percent_since_start": _round(uptime(m.availability, now)),
+        "success_rate_percent": success,
         "failures_by_category": dict(m.failures_by_category),
         "last_success": iso(m.last_success),
         "last_failure": iso(m.last_failure),
@@ -77,7 +84,7 @@ def build_status(
             "failure_count": view.failure_count,
             "detail": view.detail or None,
             "last_error": _last_error(view.last_error),
-            "metrics": metrics_view(m or ProviderMetrics()),
+            "metrics": metrics_view(m or ProviderMetrics(), now),
         }
     recoveries = metrics.recovery_times_s if metrics else ()
     return {

@@ -17,6 +17,7 @@ with :class:`SupervisorClosedError`, and flushes the store.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from contextlib import AsyncExitStack
@@ -176,6 +177,8 @@ class Supervisor:
             if all(a.pending() == 0 for a in self.actors.values()):
                 break
             await anyio.lowlevel.checkpoint()
+        with contextlib.suppress(SupervisorClosedError, TimeoutError):  # a last snapshot, read out now
+            await self.actors["metrics_collector"].ask(Sync(at=self.clock.now()), wait_s=2)
         if self._tg is not None:
             self._tg.cancel_scope.cancel()
         final = self._metrics  # the collector published it after draining its inbox

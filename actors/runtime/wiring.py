@@ -113,6 +113,7 @@ def build_actors(config: Config, *, clock: Clock, restored: Restored | None = No
             fallbacks_total=restored.fallbacks_total,
             fallback_times=[m.at for m in restored.fallbacks],
             recovery_times=restored.recovery_times,
+            states={v.name: v.state for v in start.providers},
         ),
         start=start,
     )

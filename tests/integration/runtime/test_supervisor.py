@@ -572,3 +572,42 @@ async def test_disable_and_enable(tmp_path: Path) -> None:
         assert await sup.enable("a") == "healthy"
         assert (await sup.chat(HI)).provider == "a"
         assert a.completions == 1
+
+
+async def test_uptime_is_the_share_of_time_usable_not_of_requests_answered(tmp_path: Path) -> None:
+    """Down 355 s of 780 s with no traffic sent to it: uptime ~54 %, while its success rate is 0 % of 1."""
+    async with running(tmp_path, "a", "b", cooldown_s={"service_unavailable": 355}) as (sup, clock, (a, b)):
+        await clock.advance(100)
+        a.script(error(503))
+        assert (await sup.chat(HI)).provider == "b"
+        await settle()
+        await clock.advance(355)  # the cooldown ends; the probe (a 1-token completion) passes
+        await sup.wait_for_state("a", "healthy")
+        await clock.advance(780 - 455)
+        for _ in range(3):
+            assert (await sup.chat(HI)).provider == "a"
+        await settle()
+        m = sup.status()["providers"]["a"]["metrics"]
+        assert m["uptime_percent"] == pytest.approx(100 * (780 - 355) / 780, abs=0.5)
+        assert m["uptime_percent_since_start"] == pytest.approx(m["uptime_percent"], abs=0.01)
+        assert m["success_rate_percent"] == pytest.approx(100 * 3 / 4, abs=0.01)
+
+
+async def test_time_the_service_was_stopped_is_not_observed(tmp_path: Path) -> None:
+    """After a restart the day's history carries over, but the hours it was not running count for nothing."""
+    async with FakeUpstream("a") as a, FakeUpstream("b") as b:
+        config = make_config(tmp_path, a, b, cooldown_s={"service_unavailable": 100})
+        clock = VirtualClock()
+        async with Supervisor(config, clock=clock) as sup:
+            a.script(error(503))
+            await sup.chat(HI)
+            await clock.advance(150)
+            await sup.wait_for_state("a", "healthy")
+            await clock.advance(50)  # observed: 100 s down of 200 s
+        clock = VirtualClock(clock.now() + 3 * 3600)  # stopped for three hours
+        async with Supervisor(config, clock=clock) as sup:
+            await clock.advance(200)
+            await settle()
+            m = sup.status()["providers"]["a"]["metrics"]
+            assert m["uptime_percent"] == pytest.approx(100 * 300 / 400, abs=0.5)  # the day: 300 s up of 400
+            assert m["uptime_percent_since_start"] == 100.0  # this run: never down
