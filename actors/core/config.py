@@ -82,6 +82,8 @@ class ServerConfig(_Section, frozen=True, kw_only=True):
 class StateConfig(_Section, frozen=True, kw_only=True):
     path: str = "state/fallback.db"
     flush_interval_s: Positive = 0.25  # event-log batching: at most this late on disk
+    events_retention_days: Positive = 30  # the event log keeps this long ...
+    events_max_mb: Positive = 1000  # ... and at most this much event data (oldest go first)
 
 
 class CooldownConfig(_Section, frozen=True, kw_only=True):

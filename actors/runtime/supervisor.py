@@ -114,6 +114,8 @@ class Supervisor:
             config.state.path,
             flush_interval_s=config.state.flush_interval_s,
             retention_days=config.metrics.retention_days,
+            events_retention_days=config.state.events_retention_days,
+            events_max_mb=config.state.events_max_mb,
         )
         stack.push_async_callback(store.close)
         self.store = store

@@ -62,6 +62,7 @@ _log = logging.getLogger(__name__)
 _encoder = msgspec.json.Encoder()
 _HOUR_S = 3600.0
 _PRUNE_EVERY_S = 3600.0
+_PRUNE_BATCH = 10_000  # rows deleted per transaction
 _WAKE_AT_EVENTS = 20_000  # a burst this large is written without waiting for the interval
 
 class Store(StoreReads):
@@ -73,6 +74,8 @@ class Store(StoreReads):
         self._busy_timeout_s = busy_timeout_s
         self._flush_interval_s = 0.25
         self._retention_s = 30 * 86_400.0
+        self._events_retention_s = 30 * 86_400.0
+        self._events_max_bytes = math.inf
         self._baselines: dict[str, Counts] = {}  # counts at the last save_metrics
         self._events: list[Message] = []
         self._providers: dict[str, tuple[ProviderView, float]] = {}
@@ -93,12 +96,16 @@ class Store(StoreReads):
         *,
         flush_interval_s: float = 0.25,
         retention_days: float = 30,
+        events_retention_days: float | None = None,
+        events_max_mb: float = math.inf,
         busy_timeout_s: float = 2.0,
         readonly: bool = False,
     ) -> Store:
         """Open, create or migrate the state file; raise StoreError if it can't be used.
 
-        ``retention_days=math.inf`` keeps every event forever. ``readonly=True``
+        ``retention_days`` bounds the metric rollups, and the event log unless
+        ``events_retention_days`` is given; ``events_max_mb`` bounds the event
+        log's data (the oldest events go first). ``math.inf`` keeps everything. ``readonly=True``
         only reads an existing file (export, offline status) and never writes
         to it, so it is safe beside a running service.
         """
@@ -125,6 +132,9 @@ class Store(StoreReads):
         store._owner = owner
         store._flush_interval_s = flush_interval_s
         store._retention_s = retention_days * 86_400.0
+        store._events_retention_s = (retention_days if events_retention_days is None
+                                     else events_retention_days) * 86_400.0
+        store._events_max_bytes = events_max_mb * 1_000_000
         store._baselines.update(baselines)
         return store
 
@@ -252,19 +262,57 @@ class Store(StoreReads):
                         self._owner.release()
 
     async def prune(self, *, now: float | None = None) -> int:
-        """Delete events and rollups older than retention_days (buffered ones too); count the events."""
-        cutoff = (time.time() if now is None else now) - self._retention_s
-        if math.isinf(cutoff):
-            return 0
+        """Enforce retention; return how many events went.
+
+        Events older than ``events_retention_days`` go, then the oldest events
+        while the log's data is over ``events_max_mb``; rollups older than
+        ``retention_days`` go. Deletes run in batches of :data:`_PRUNE_BATCH`
+        rows, each its own short transaction, so a commit a request waits for
+        (:meth:`commit`) is never stuck behind a long delete.
+        """
+        at = time.time() if now is None else now
+        deleted = await self._delete_events("at < ?", at - self._events_retention_s)
+        if not math.isinf(self._events_max_bytes):
+            deleted += await self._shrink_to(self._events_max_bytes)
+        if not math.isinf(cutoff := at - self._retention_s):
+            await self._locked_write("DELETE FROM metric_rollups WHERE bucket_start < ?", (cutoff,))
+        return deleted
+
+    async def _locked_write(self, sql: str, params: Sequence[Any]) -> int:
         with anyio.CancelScope(shield=True):
             async with self._lock:
                 self._check_open()
                 self._check_writable()
-                await self._write_buffers()
+                await self._write_buffers()  # buffered events are subject to the same rules
                 async with self._transaction() as db:
-                    cursor = await db.execute("DELETE FROM events WHERE at < ?", (cutoff,))
-                    await db.execute("DELETE FROM metric_rollups WHERE bucket_start < ?", (cutoff,))
-        return cursor.rowcount
+                    cursor = await db.execute(sql, params)
+        return int(cursor.rowcount)
+
+    async def _delete_events(self, where: str, value: float) -> int:
+        if math.isinf(value):
+            return 0
+        deleted = 0
+        while True:
+            batch = await self._locked_write(
+                f"DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {where} ORDER BY id LIMIT ?)",
+                (value, _PRUNE_BATCH))
+            deleted += batch
+            if batch < _PRUNE_BATCH:
+                return deleted
+            await anyio.lowlevel.checkpoint()  # let waiting commits through between batches
+
+    async def _shrink_to(self, max_bytes: float) -> int:
+        """Delete the oldest events until their data is at most ~90 % of ``max_bytes``."""
+        ((total, count),) = await self._fetch("SELECT coalesce(sum(length(data)), 0), count(*) FROM events")
+        if total <= max_bytes or not count:
+            return 0
+        excess = total - 0.9 * max_bytes
+        rows = min(count, int(excess / (total / count)) + 1)
+        ((last,),) = await self._fetch("SELECT coalesce(max(id), 0) FROM (SELECT id FROM events ORDER BY id"
+                                       " LIMIT ?)", (rows,))
+        _log.warning("state file %s: the event log holds %.0f MB, over events_max_mb; dropping its oldest"
+                     " %d events", self._path, total / 1e6, rows)
+        return await self._delete_events("id <= ?", last)
 
     async def _write_buffers(self) -> None:
         """Commit the buffers in one transaction (lock held); on failure, put them back."""

@@ -643,3 +643,46 @@ async def test_kill_9_of_the_owner_releases_the_file(db_path: Path) -> None:
         await proc.wait()
     store = await Store.open(db_path)
     await store.close()
+
+
+async def test_the_event_log_keeps_its_own_retention(db_path: Path) -> None:
+    """events_retention_days prunes the event log on its own clock; metric rollups keep theirs."""
+    store = await Store.open(db_path, retention_days=30, events_retention_days=1)
+    try:
+        for i, at in enumerate((HOUR - 3 * 86_400.0, HOUR - 2 * 86_400.0, HOUR)):
+            store.append(ok(at, n=i))
+        store.save_metrics("alpha", counts(1, 1, 0), HOUR - 2 * 86_400.0)
+        assert await store.prune(now=HOUR + 1) == 2
+        assert [e.at for e in await store.events(limit=10)] == [HOUR]
+        assert len(await store.rollups()) == 1  # 2 days old: within the 30 days of rollups
+    finally:
+        await store.close()
+
+
+async def test_the_event_log_is_bounded_in_size_oldest_first(db_path: Path) -> None:
+    """Over events_max_mb, the oldest events go until the log is back under the bound."""
+    store = await Store.open(db_path, events_max_mb=0.05)  # 50 kB
+    try:
+        for i in range(2_000):  # ~120 bytes each: ~240 kB
+            store.append(ok(HOUR + i, n=i))
+        deleted = await store.prune(now=HOUR + 2_000)
+        kept = await store.events(limit=5_000)
+        assert deleted > 0
+        assert deleted + len(kept) == 2_000
+        assert [e.at for e in kept] == [HOUR + i for i in range(deleted, 2_000)]  # the newest stay
+        assert sum(len(e.data) for e in kept) <= 50_000
+    finally:
+        await store.close()
+
+
+async def test_pruning_a_large_log_goes_in_batches(db_path: Path) -> None:
+    """A prune that deletes more than one batch removes everything due, in several transactions."""
+    store = await Store.open(db_path, events_retention_days=1)
+    try:
+        for i in range(25_000):
+            store.append(ok(HOUR - 2 * 86_400.0 + i * 0.001, n=i))
+        store.append(ok(HOUR, n=99_999))
+        assert await store.prune(now=HOUR + 1) == 25_000
+        assert await store.count_events() == 1
+    finally:
+        await store.close()
