@@ -46,7 +46,8 @@ from actors.core.states import USABLE_STATES
 from actors.edges.store.store import Store
 from actors.replay import replay
 from actors.replay.engine import DECISIONS, Engine
-from actors.replay.eventlog import FORMAT, LogHeader, export_events, read_log
+from actors.replay.eventlog import FORMAT, LogHeader, read_log
+from actors.replay.export import export_events
 
 START = 1_800_000_000.0
 ROOT = Path(__file__).resolve().parent.parent

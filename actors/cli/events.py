@@ -12,7 +12,8 @@ from actors.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, fail, run_asyn
 from actors.core.config import load_config
 from actors.core.errors import FallbackError
 from actors.replay import replay
-from actors.replay.eventlog import export_events, read_log
+from actors.replay.eventlog import read_log
+from actors.replay.export import export_events
 from actors.replay.summary import compare, render_summary, render_timeline
 
 __all__ = ("cmd_events", "cmd_replay")

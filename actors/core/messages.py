@@ -55,6 +55,7 @@ __all__ = (
     "ProviderView",
     "RestoreProvider",
     "RoutingSnapshot",
+    "StateSnapshot",
     "SupervisorStarted",
     "Sync",
     "Tick",
@@ -106,6 +107,8 @@ class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
     healthy_since: float | None = None
     down_since: float | None = None
     detail: str = ""
+    #: When the probe now in flight was asked for (state ``probing``): its answer is due by then + timeout.
+    probing_since: float | None = None
 
 
 # ---------------------------------------------------------------- inputs
@@ -255,6 +258,17 @@ class ProviderRecovered(Message, frozen=True, kw_only=True, tag="provider_recove
     downtime_s: float
 
 
+class StateSnapshot(Message, frozen=True, kw_only=True, tag="state_snapshot"):
+    """Every provider's routing state at ``at``: the first line of an excerpt (``export --since``).
+
+    Never logged by a live service: the exporter works it out by replaying the
+    log up to a point where nothing was in flight between the actors, and
+    replay starts from it exactly (a probe in flight stays in flight).
+    """
+
+    providers: tuple[ProviderView, ...]
+
+
 class ActorRestarted(Message, frozen=True, kw_only=True, tag="actor_restarted"):
     """The supervisor restarted a crashed actor.
 
@@ -338,6 +352,7 @@ LoggedMessage = (
     | ActorRestarted
     | SupervisorStarted
     | TimerFired
+    | StateSnapshot
 )
 
 INPUT_TYPES: tuple[type[Message], ...] = (

@@ -63,6 +63,7 @@ class _Record:
     healthy_since: float | None = None
     down_since: float | None = None
     detail: str = ""
+    probing_since: float | None = None
 
     def view(self) -> ProviderView:
         return ProviderView(
@@ -76,6 +77,7 @@ class _Record:
             healthy_since=self.healthy_since,
             down_since=self.down_since,
             detail=self.detail,
+            probing_since=self.probing_since,
         )
 
 
@@ -104,7 +106,10 @@ class PrioritySelector(Actor[SelectorInbox]):
         *,
         clock: Clock,
         restored: dict[str, ProviderView] | None = None,
+        exact: bool = False,
     ) -> None:
+        """``restored`` after a restart (a probe in flight died with the process: probe again), or
+        ``exact`` from a checkpoint (everything as it was, probes in flight included)."""
         super().__init__(clock=clock)
         self.policy = policy
         self._version = 0
@@ -121,6 +126,10 @@ class PrioritySelector(Actor[SelectorInbox]):
                 rec.last_error = old.last_error
                 rec.healthy_since = old.healthy_since
                 rec.down_since = old.down_since
+                if exact:
+                    rec.detail, rec.probing_since = old.detail, old.probing_since
+                    self._records[p.name] = rec
+                    continue
                 if rec.state == "probing":  # killed with a probe in flight: probe again
                     rec.state = "cooldown"
                     rec.cooldown_until = min(rec.cooldown_until or now, now)
@@ -151,6 +160,7 @@ class PrioritySelector(Actor[SelectorInbox]):
         rec.state = new
         if new in DOWN_STATES and rec.down_since is None:
             rec.down_since = now
+        rec.probing_since = now if new == "probing" else None
         if new == "healthy":
             rec.healthy_since = now
             rec.down_since = None
@@ -243,6 +253,8 @@ class PrioritySelector(Actor[SelectorInbox]):
             case ProbeRequested():
                 if rec.state in ("cooldown", "unhealthy"):
                     self._move(rec, "probing", message.reason, now, out)
+                elif rec.state == "probing":
+                    rec.probing_since = message.at  # the last one timed out: this one is in flight now
             case RestoreProvider():
                 if rec.state in DOWN_STATES:
                     rec.failure_count = 0

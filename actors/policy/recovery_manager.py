@@ -72,15 +72,21 @@ class RecoveryManager(Actor[RecoveryInbox]):
     ) -> None:
         super().__init__(clock=clock)
         self.probe_timeout_s = probe_timeout_s
+        # A probe in flight (a checkpoint's "probing") is due back when it would have been live.
         self._watches = {
             p.name: _Watch(
                 state=p.state,
                 cooldown_until=p.cooldown_until,
                 category=p.last_error.category if p.last_error else None,
                 down_since=p.down_since,
+                probe_deadline=self._probe_due(p.probing_since) if p.state == "probing" else None,
             )
             for p in providers
         }
+
+    def _probe_due(self, asked_at: float | None) -> float | None:
+        # Leave room for the prober's own timeout before asking again.
+        return None if asked_at is None else asked_at + self.probe_timeout_s + 5.0
 
     def next_deadline(self) -> float | None:
         return min((d for w in self._watches.values() if (d := w.due()) is not None), default=None)
@@ -102,13 +108,15 @@ class RecoveryManager(Actor[RecoveryInbox]):
     def _reconcile(self, views: tuple[ProviderView, ...]) -> None:
         for view in views:
             w = self._watches.get(view.name)
-            if w is None or (w.state, w.cooldown_until) == (view.state, view.cooldown_until):
+            if w is None:
+                continue
+            if view.state in DOWN_STATES and view.last_error is not None:
+                w.category = view.last_error.category  # the latest failure, as a checkpoint would have it
+            if (w.state, w.cooldown_until) == (view.state, view.cooldown_until):
                 continue
             w.state, w.cooldown_until = view.state, view.cooldown_until
             if view.state in DOWN_STATES:
                 w.down_since = w.down_since if w.down_since is not None else view.down_since
-                if view.last_error is not None:
-                    w.category = view.last_error.category
             if view.state in ("cooldown", "unhealthy"):
                 w.probe_deadline = None
 
@@ -119,8 +127,7 @@ class RecoveryManager(Actor[RecoveryInbox]):
             if due is None or due > now:
                 continue
             reason = "probe_timed_out" if w.probe_deadline is not None else "cooldown_expired"
-            # Leave room for the prober's own timeout before asking again.
-            w.probe_deadline = now + self.probe_timeout_s + 5.0
+            w.probe_deadline = self._probe_due(now)
             out.append(ProbeRequested(at=now, provider=name, reason=reason))
         return out
 

@@ -31,7 +31,6 @@ Two schedules:
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -42,6 +41,7 @@ from actors.core.errors import EventLogError
 from actors.core.messages import ActorRestarted, Message, ProviderView, SupervisorStarted
 from actors.replay.engine import DECISIONS, Divergence, Run
 from actors.replay.eventlog import EventLog, read_log, replay_config
+from actors.replay.exact import exact
 from actors.replay.summary import Summary, Tally, TimelineEntry, timeline
 from actors.replay.whatif import what_if
 
@@ -76,82 +76,6 @@ class ReplayResult:
         return self.inputs + len(self.recorded)
 
 
-def _exact(run: Run) -> list[Message]:
-    """Place each replayed decision where the log has the recorded one; return the recorded."""
-    pending: deque[tuple[Message, list[Message]]] = deque()
-    recorded: list[Message] = []
-    high = -float("inf")  # the latest input time seen: the live clock was at least this
-
-    def hold(batch: list[Message]) -> None:
-        # An unlogged message (a routing snapshot) was published right after the
-        # logged decision before it in the same batch: it travels with it.
-        carrier: list[Message] | None = None
-        for m in batch:
-            if type(m) in DECISIONS:
-                carrier = []
-                pending.append((m, carrier))
-            elif carrier is not None:
-                carrier.append(m)
-            else:
-                hold(run.current().deliver(m))
-
-    def place(m: Message, follow: list[Message]) -> None:
-        run.decided(m)
-        hold(run.current().deliver(m))
-        for extra in follow:
-            hold(run.current().deliver(extra))
-
-    def fire(until: float) -> None:
-        if run.timers_logged:
-            return  # each firing is a timer_fired line, delivered at its recorded time
-        engine = run.current()
-        while (deadline := engine.due(until)) is not None:
-            hold(engine.tick(deadline))
-
-    def extra() -> None:
-        while pending:
-            m, follow = pending.popleft()
-            run.diverge(len(recorded), 0, None, m)
-            place(m, follow)
-
-    for line, message in enumerate(run.log.messages, start=2):
-        if isinstance(message, SupervisorStarted):
-            if run.engine is not None:
-                fire(high)
-                extra()
-            run.begin(message)
-            run.fed(message)
-            high = max(high, message.at)
-        elif type(message) in DECISIONS:
-            high = max(high, message.at)  # a decision's time was reached too
-            fire(high)
-            index = len(recorded)
-            recorded.append(message)
-            subject = (type(message), getattr(message, "provider", None))
-            found = next((i for i, (m, _) in enumerate(pending)
-                          if (type(m), getattr(m, "provider", None)) == subject), None)
-            if found is None:
-                run.diverge(index, line, message, pending[0][0] if pending else None)
-                continue
-            got, follow = pending[found]
-            del pending[found]
-            if not run.same(message, got):
-                run.diverge(index, line, message, got)
-            place(got, follow)
-        elif isinstance(message, ActorRestarted):
-            run.decided(message)  # its lost message is skipped when delivered
-        else:
-            high = max(high, message.at)
-            fire(high)
-            engine = run.current()
-            engine.at(message.at)
-            run.fed(message)
-            hold(engine.deliver(message))
-    fire(high)
-    extra()
-    return recorded
-
-
 def replay(
     log: EventLog | str | os.PathLike[str] | Iterable[str | bytes],
     config: Config | None = None,
@@ -179,7 +103,7 @@ def replay(
         config = _as_recorded_config(config, log, notes)
     run = Run(log, config, tolerance=tolerance)
     if mode == "exact":
-        recorded = _exact(run)
+        recorded = exact(run)
     else:
         recorded = [m for m in log.messages if type(m) in DECISIONS]
         notes.extend(what_if(run))

@@ -25,6 +25,7 @@ from actors.core.messages import (
     Message,
     ProviderView,
     RoutingSnapshot,
+    StateSnapshot,
     SupervisorStarted,
     Tick,
     TimerFired,
@@ -64,10 +65,12 @@ class Divergence(msgspec.Struct, frozen=True, kw_only=True):
 class Engine:
     """The actors of one supervisor run, fed by hand."""
 
-    def __init__(self, config: Config, start: SupervisorStarted, lost: dict[str, dict[str, int]]) -> None:
+    def __init__(self, config: Config, start: SupervisorStarted | StateSnapshot,
+                 lost: dict[str, dict[str, int]]) -> None:
         self.clock = VirtualClock(start.at)
         # Built as the supervisor builds them; never connected: messages go straight to handle().
-        actors = build_actors(config, clock=self.clock,
+        # A checkpoint (an excerpt's first line) is restored exactly: its probes stay in flight.
+        actors = build_actors(config, clock=self.clock, exact=isinstance(start, StateSnapshot),
                               restored=Restored(providers={v.name: v for v in start.providers}))
         self.selector = actors.selector
         self.recovery = actors.recovery
@@ -133,11 +136,16 @@ def lost_messages(messages: Sequence[LoggedMessage]) -> dict[str, dict[str, int]
 class Run:
     """One pass over a log."""
 
-    def __init__(self, log: EventLog, config: Config, *, tolerance: float = 0.0) -> None:
+    def __init__(self, log: EventLog, config: Config, *, tolerance: float = 0.0,
+                 lost: dict[str, dict[str, int]] | None = None, keep: bool = True) -> None:
         self.log = log
         self.config = config
         self.tolerance = tolerance
-        self.lost = lost_messages(log.messages)
+        self.lost = lost_messages(log.messages) if lost is None else lost
+        #: Keep every decision (False: a streamed pass over a long log keeps only the state).
+        self.keep = keep
+        #: Where a pass with a stop condition ended (see actors.replay._exact).
+        self.cut: Message | None = None
         self.engine: Engine | None = None
         self.decisions: list[Message] = []
         self.divergence: Divergence | None = None
@@ -146,7 +154,7 @@ class Run:
         #: The log has its timer firings as inputs (schema 4 on): replay fires none of its own.
         self.timers_logged = (log.header.migrated_from or log.header.schema_version) >= 4
 
-    def begin(self, start: SupervisorStarted) -> Engine:
+    def begin(self, start: SupervisorStarted | StateSnapshot) -> Engine:
         self.engine = Engine(self.config, start, self.lost)
         self.tally.start(start.at, {name: v.state for name, v in self.engine.views.items()})
         return self.engine
@@ -161,7 +169,8 @@ class Run:
         return self.engine
 
     def decided(self, message: Message) -> None:
-        self.decisions.append(message)
+        if self.keep:
+            self.decisions.append(message)
         self.tally.decision(message)
 
     def fed(self, message: Message) -> None:

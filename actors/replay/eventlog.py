@@ -22,21 +22,18 @@ an older schema version is migrated line by line; a newer one is refused.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Callable, Iterable, Iterator
-from typing import IO, Any, get_args
+from typing import Any, get_args
 
 import msgspec
 
 from actors.core.config import Config, parse_config
-from actors.core.errors import EventLogError, UnknownProviderError
+from actors.core.errors import EventLogError
 from actors.core.messages import SCHEMA_VERSION, LoggedMessage
-from actors.core.public_config import CONFIG_META, public_config
+from actors.core.public_config import CONFIG_META
 from actors.core.states import Category, Tier
-from actors.edges.store.store import Store
 
-__all__ = ("CONFIG_META", "FORMAT", "MIGRATIONS", "EventLog", "LogHeader", "export_events", "read_log",
-           "replay_config")
+__all__ = ("CONFIG_META", "FORMAT", "MIGRATIONS", "EventLog", "LogHeader", "read_log", "replay_config")
 
 FORMAT = "provider-fallback-events"
 
@@ -74,69 +71,6 @@ def replay_config(data: dict[str, Any], configured: Iterable[str] | None, *, sou
         if isinstance(p, dict) and p.get("api_key_env") and (names is None or p.get("name") in names)
     }
     return parse_config(data, env=env, source=source)
-
-
-# ---------------------------------------------------------------- export
-
-
-async def export_events(
-    state_path: str | os.PathLike[str],
-    out: IO[bytes],
-    *,
-    config: Config | None = None,
-    since: float | None = None,
-    until: float | None = None,
-    provider: str | None = None,
-) -> int:
-    """Write the header and the events of the state file to ``out``; return how many.
-
-    The state file is opened read-only (safe beside a running service) and read
-    in pages, so memory stays flat however long the log. ``since`` is moved back
-    to the last supervisor start at or before it, so that a replay knows the
-    provider state the excerpt began from. ``provider`` keeps that provider's
-    events and the ones that concern no single provider (starts, restarts).
-    The header's config is the one the service last ran under, else ``config``.
-    """
-    store = await Store.open(state_path, readonly=True)
-    try:
-        recorded = await store.get_meta(CONFIG_META)
-        payload: dict[str, Any] = msgspec.json.decode(recorded) if recorded else {}
-        if not payload and config is not None:
-            payload = {"config": public_config(config),
-                       "configured": [p.name for p in config.providers if p.configured]}
-        if provider is not None:
-            await _check_provider(store, provider, payload.get("config"))
-        start = since
-        if since is not None:
-            starts = await store.events(types=["supervisor_started"], until=since, limit=1_000_000)
-            if starts:
-                start = starts[-1].at
-        header = LogHeader(
-            format=FORMAT, schema_version=SCHEMA_VERSION, exported_at=time.time(),
-            source=os.path.basename(os.fspath(state_path)), config=payload.get("config"),
-            configured=payload.get("configured"),
-            filters={k: v for k, v in (("since", start), ("until", until), ("provider", provider))
-                     if v is not None},
-        )
-        out.write(msgspec.json.encode(header) + b"\n")
-        count = 0
-        async for event in store.iter_events(since=start, until=until, batch=20_000):
-            if provider is not None and event.provider not in (None, provider):
-                continue
-            out.write(event.data)
-            out.write(b"\n")
-            count += 1
-        return count
-    finally:
-        await store.close()
-
-
-async def _check_provider(store: Store, provider: str, recorded: dict[str, Any] | None) -> None:
-    """``provider`` is one the service ran with, or one the log names: else UnknownProviderError."""
-    known = sorted({str(p.get("name")) for p in (recorded or {}).get("providers", ()) if isinstance(p, dict)})
-    if provider in known or await store.events(provider=provider, limit=1):
-        return
-    raise UnknownProviderError(provider, known)
 
 
 # ---------------------------------------------------------------- reading

@@ -37,6 +37,7 @@ from actors.core.messages import (
     Message,
     ProbeRequested,
     ProviderStateChanged,
+    StateSnapshot,
     SupervisorStarted,
     TimerFired,
 )
@@ -110,6 +111,10 @@ def what_if(run: Run) -> list[str]:
 
     high = -float("inf")
     for message in run.log.messages:
+        if run.engine is None and isinstance(message, StateSnapshot):
+            run.begin(message)  # an excerpt's checkpoint: the state it starts from
+            recorded_states = {v.name: v.state for v in message.providers}
+            continue
         if isinstance(message, SupervisorStarted):
             if run.engine is not None:
                 fire(high)

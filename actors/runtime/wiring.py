@@ -90,10 +90,16 @@ async def record_config(store: Store, config: Config) -> None:
     await store.set_meta(CONFIG_META, msgspec.json.encode(payload).decode())
 
 
-def build_actors(config: Config, *, clock: Clock, restored: Restored | None = None) -> Actors:
-    """The actors for ``config``, starting from ``restored`` (nothing: every provider fresh)."""
+def build_actors(config: Config, *, clock: Clock, restored: Restored | None = None,
+                 exact: bool = False) -> Actors:
+    """The actors for ``config``, starting from ``restored`` (nothing: every provider fresh).
+
+    ``exact``: ``restored`` is a checkpoint of a running service, not a state
+    file read at start, so a probe in flight stays in flight.
+    """
     restored = restored or Restored()
-    selector = PrioritySelector(config.providers, config.routing, clock=clock, restored=restored.providers)
+    selector = PrioritySelector(config.providers, config.routing, clock=clock, restored=restored.providers,
+                                exact=exact)
     start = selector.snapshot(clock.now())
     health = config.health
     fallbacks: Iterable[FallbackTriggered] = restored.fallbacks

@@ -24,7 +24,7 @@ import anyio
 from actors.core.clock import VirtualClock
 from actors.core.config import Config, parse_config
 from actors.core.errors import AllProvidersFailedError
-from actors.replay.eventlog import export_events
+from actors.replay.export import export_events
 from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, error, ok
 

@@ -12,9 +12,16 @@ import pytest
 from actors.core.clock import VirtualClock
 from actors.core.config import Config, parse_config
 from actors.core.errors import EventLogError
-from actors.core.messages import SCHEMA_VERSION, AttemptFailed, ProviderStateChanged, encode_message
+from actors.core.messages import (
+    SCHEMA_VERSION,
+    AttemptFailed,
+    ProviderStateChanged,
+    StateSnapshot,
+    encode_message,
+)
 from actors.replay import replay
-from actors.replay.eventlog import EventLog, export_events, read_log, replay_config
+from actors.replay.eventlog import EventLog, read_log, replay_config
+from actors.replay.export import export_events
 from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, error
 from tests.helpers import INCIDENTS
@@ -131,6 +138,27 @@ async def test_fresh_recording_replays_exactly(tmp_path: Path, name: str) -> Non
     assert result.matches, result.divergence and result.divergence.describe()
 
 
+@pytest.mark.anyio
+@pytest.mark.parametrize("name", sorted(SCENARIOS))
+async def test_every_excerpt_of_a_recording_replays_exactly_from_its_state(tmp_path: Path, name: str) -> None:
+    """export --since T at every event time of an incident: each excerpt replays exactly and starts
+    from the state the whole log's replay had at T."""
+    path = await record(name, tmp_path / f"{name}.jsonl", workdir=tmp_path)
+    whole = read_log(path)
+    times = sorted({m.at for m in whole.messages})[1:]
+    for since in times[:: max(1, len(times) // 12)]:  # bounded: about a dozen cuts per incident
+        out = tmp_path / "excerpt.jsonl"
+        with open(out, "wb") as f:
+            await export_events(tmp_path / f"{name}.db", f, since=since)
+        excerpt = read_log(out)
+        first = excerpt.messages[0]
+        assert isinstance(first, StateSnapshot), since
+        assert all(m.at >= since for m in excerpt.messages)
+        result = replay(excerpt)
+        assert result.matches, (since, result.divergence and result.divergence.describe())
+        assert result.final_state == replay(whole).final_state
+
+
 # ---------------------------------------------------------------- what if
 
 
@@ -196,8 +224,12 @@ async def test_export_filters_and_keeps_secrets_out(tmp_path: Path) -> None:
     assert header["schema_version"] == SCHEMA_VERSION
     assert header["configured"] == ["litellm", "kilocode"]
     assert total == len(text.splitlines()) - 1
-    # --since reaches back to the start, so the excerpt knows the state it began in.
-    assert json.loads(since.read_text().splitlines()[1])["type"] == "supervisor_started"
+    # --since starts with the state at that time, not with everything since the last start.
+    excerpt = [json.loads(line) for line in since.read_text().splitlines()[1:]]
+    assert excerpt[0]["type"] == "state_snapshot"
+    assert excerpt[0]["at"] == clock.now() - 50
+    assert all(e["at"] >= clock.now() - 50 for e in excerpt)
+    assert replay(since).matches
     providers = {json.loads(line).get("provider") for line in only_b.read_text().splitlines()[1:]}
     assert providers <= {"kilocode", None}
     assert replay(whole).matches

@@ -1,0 +1,148 @@
+"""The shape of the configuration: one frozen msgspec Struct per section, unknown keys refused.
+
+:mod:`actors.core.config` reads TOML and the environment into these and checks
+them; every other module takes them as they are. Defaults here are the
+defaults of ``config.toml``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+from actors.core.states import Tier
+
+__all__ = ("Config", "CooldownConfig", "HealthConfig", "MetricsConfig", "NonNegative", "Positive",
+           "PositiveInt", "ProviderConfig", "RoutingConfig", "Secret", "ServerConfig", "StateConfig")
+
+Positive = Annotated[float, msgspec.Meta(gt=0)]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+PositiveInt = Annotated[int, msgspec.Meta(ge=1)]
+
+
+class Secret:
+    """A secret value (API key, token) that never shows itself in logs or reprs."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+class _Section(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    pass
+
+
+class ServerConfig(_Section, frozen=True, kw_only=True):
+    host: str = "127.0.0.1"
+    port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 8080
+    admin_token_env: str = "FALLBACK_ADMIN_TOKEN"
+    client_keys_env: str = "FALLBACK_CLIENT_KEYS"
+    max_body_bytes: PositiveInt = 10_000_000
+    shutdown_grace_s: NonNegative = 10.0
+    admin_token: Secret | None = None  # resolved from admin_token_env, never from TOML
+    client_keys: tuple[Secret, ...] = ()  # resolved from client_keys_env
+
+
+class StateConfig(_Section, frozen=True, kw_only=True):
+    path: str = "state/fallback.db"
+    flush_interval_s: Positive = 0.25  # event-log batching: at most this late on disk
+    events_retention_days: Positive = 30  # the event log keeps this long ...
+    events_max_mb: Positive = 1000  # ... and at most this much event data (oldest go first)
+
+
+class CooldownConfig(_Section, frozen=True, kw_only=True):
+    connection_error: NonNegative = 300
+    auth_failure: NonNegative = 1800
+    rate_limit: NonNegative = 60
+    model_not_found: NonNegative = 600
+    server_error: NonNegative = 300
+    timeout: NonNegative = 120
+    service_unavailable: NonNegative = 600
+    bad_response: NonNegative = 120
+
+
+class RoutingConfig(_Section, frozen=True, kw_only=True):
+    default_model: str = "chat"
+    max_attempts: PositiveInt = 4
+    request_deadline_s: Positive = 120
+    failure_threshold: PositiveInt = 3
+    max_cooldown_s: Positive = 3600
+    cooldown_growth: Annotated[float, msgspec.Meta(ge=1)] = 2.0
+    stable_period_s: NonNegative = 600
+    server_error_retries: Annotated[int, msgspec.Meta(ge=0)] = 1
+    rate_limit_max_wait_s: NonNegative = 10
+    stream_idle_timeout_s: Positive = 30
+    last_resort: bool = True
+    cooldown_s: CooldownConfig = CooldownConfig()
+
+
+class HealthConfig(_Section, frozen=True, kw_only=True):
+    ping_interval_s: NonNegative = 30
+    ping_timeout_s: Positive = 5
+    full_interval_s: NonNegative = 60
+    full_timeout_s: Positive = 10
+    api_interval_s: NonNegative = 300
+    api_timeout_s: Positive = 15
+    probe_tier: Tier = "api"
+
+    def timeout_of(self, tier: Tier) -> float:
+        """How long a check of ``tier`` may take."""
+        return {"ping": self.ping_timeout_s, "full": self.full_timeout_s, "api": self.api_timeout_s}[tier]
+
+
+class MetricsConfig(_Section, frozen=True, kw_only=True):
+    latency_window: PositiveInt = 1000
+    retention_days: Positive = 30
+
+
+class ProviderConfig(_Section, frozen=True, kw_only=True):
+    name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
+    base_url: str
+    models: dict[str, str]
+    kind: Literal["openai", "anthropic", "azure"] = "openai"
+    api_key_env: str = ""
+    priority: int = 100
+    timeout_s: Positive = 60
+    health_path: str = "/models"
+    headers: dict[str, str] = {}
+    api_version: str = "2024-10-21"  # azure only
+    enabled: bool = True
+    api_key: Secret | None = None  # resolved from api_key_env, never from TOML
+
+    @property
+    def configured(self) -> bool:
+        """False when its key variable is named but unset: it is never called."""
+        return not self.api_key_env or self.api_key is not None
+
+
+class Config(_Section, frozen=True, kw_only=True):
+    providers: tuple[ProviderConfig, ...]
+    server: ServerConfig = ServerConfig()
+    state: StateConfig = StateConfig()
+    routing: RoutingConfig = RoutingConfig()
+    health: HealthConfig = HealthConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    source: str = "<config>"  # where it came from, for messages
+
+    def models(self) -> list[str]:
+        """Every logical model some provider serves."""
+        return sorted({m for p in self.providers for m in p.models})
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        return next((p for p in self.providers if p.name == name), None)
