@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import importlib.util
 import sys
 from collections.abc import Awaitable, Callable, Sequence
@@ -12,6 +11,7 @@ from typing import Any, TypeVar
 import anyio
 
 from actors.core.config import Config
+from actors.core.times import parse_time
 
 __all__ = ("EXIT_FAILED", "EXIT_OK", "EXIT_STARTUP", "fail", "format_table", "port", "positive", "run_async",
            "service_url", "when")
@@ -51,17 +51,9 @@ def service_url(config: Config) -> str:
 def when(text: str) -> float:
     """A time on the command line: epoch seconds, or ISO 8601 (UTC unless it says otherwise)."""
     try:
-        return float(text)
-    except ValueError:
-        pass
-    try:
-        moment = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"expected epoch seconds or ISO 8601 (2026-11-22T10:00:00Z), got {text!r}") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=dt.UTC)
-    return moment.timestamp()
+        return parse_time(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def port(text: str) -> int:

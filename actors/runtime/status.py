@@ -7,7 +7,6 @@ SQLite file when the service is down).
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from typing import Any
 
 from actors.core.availability import uptime
@@ -15,15 +14,9 @@ from actors.core.config import Config
 from actors.core.messages import LastError, MetricsSnapshot, ProviderMetrics, RoutingSnapshot
 from actors.core.states import DAY_S
 from actors.core.stats import percentile
+from actors.core.times import iso
 
 __all__ = ("build_status", "iso", "metrics_view")
-
-
-def iso(ts: float | None) -> str | None:
-    """Epoch seconds as an ISO-8601 UTC string (``2026-11-22T10:00:00Z``)."""
-    if ts is None:
-        return None
-    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def _round(value: float | None, digits: int = 2) -> float | None:

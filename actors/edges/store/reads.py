@@ -58,6 +58,7 @@ class StoreReads:
         types: Sequence[str] | None = None,
         before: int | None = None,
         descending: bool = False,
+        request_id: str | None = None,
     ) -> list[StoredEvent]:
         """Up to ``limit`` events with ``after < id < before`` and ``since <= at < until``, by id.
 
@@ -71,6 +72,7 @@ class StoreReads:
             ("at >= ?", since),
             ("at < ?", until),
             ("provider = ?", provider),
+            ("json_extract(data, '$.request_id') = ?", request_id),
         ):
             if value is not None:
                 where.append(clause)
