@@ -208,7 +208,7 @@ async def test_all_failing_lists_every_attempt(tmp_path: Path) -> None:
 
 async def test_waits_for_the_first_provider_to_recover(tmp_path: Path) -> None:
     """With every provider cooling down, a request waits for the soonest recovery inside its deadline."""
-    async with running(tmp_path, "a", "b", request_deadline_s=120) as (sup, clock, (a, _b)):
+    async with running(tmp_path, "a", "b", request_deadline_s=120) as (sup, clock, (a, b)):
         a.script(error(429, retry_after=20))
         b.script(error(503))
         replies = []
@@ -258,7 +258,7 @@ async def test_last_resort_tries_a_provider_down_after_a_transient_fault(tmp_pat
 async def test_last_resort_failing_keeps_the_provider_down_without_growing_its_cooldown(
         tmp_path: Path) -> None:
     """Last resorts go soonest-recovery first, once each; failing again does not grow a cooldown."""
-    async with running(tmp_path, "a", "b") as (sup, clock, (a, _b)):
+    async with running(tmp_path, "a", "b") as (sup, clock, (a, b)):
         a.script(*[error(503)] * 2)  # service_unavailable: 600 s
         b.script(*[error(500)] * 4)  # server_error: 300 s, so b comes back first
         with pytest.raises(AllProvidersFailedError):
