@@ -19,6 +19,9 @@ import aiohttp
 import anyio
 import anyio.abc
 
+from actors.core.clock import VirtualClock
+from actors.core.config import Config, parse_config
+from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream
 
 REPO = Path(__file__).resolve().parent.parent
@@ -26,6 +29,7 @@ RUN = str(REPO / "run.py")
 INCIDENTS = REPO / "tests" / "incidents"
 KEY_VARS = ("GROQ_API_KEY", "KILOCODE_API_KEY", "OPENROUTER_API_KEY")
 COMPLETION = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
+HI = [{"role": "user", "content": "hi"}]
 
 
 def clean_env(**extra: str) -> dict[str, str]:
@@ -165,3 +169,42 @@ def require_tool(name: str, package: str) -> str:
             pytest.fail(f"{why}: .ci/run must install it", pytrace=False)
         pytest.skip(why)
     return path
+
+
+# ---------------------------------------------------------------- an embedded Supervisor on a virtual clock
+
+
+def make_config(tmp_path: Path, *fakes: FakeUpstream, health: dict[str, Any] | None = None,
+                env: dict[str, str] | None = None, **routing: Any) -> Config:
+    return parse_config(
+        {
+            "state": {"path": str(tmp_path / "state.db")},
+            "routing": routing,
+            "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
+            "providers": [
+                {"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},
+                 "priority": i + 1, "timeout_s": 30}
+                for i, f in enumerate(fakes)
+            ],
+        },
+        env=env or {},
+    )
+
+
+@asynccontextmanager
+async def running(tmp_path: Path, *names: str, **kw: Any) -> AsyncIterator[
+        tuple[Supervisor, VirtualClock, list[FakeUpstream]]]:
+    fakes = [FakeUpstream(n) for n in names]
+    for f in fakes:
+        await f.start()
+    try:
+        clock = VirtualClock()
+        async with Supervisor(make_config(tmp_path, *fakes, **kw), clock=clock) as sup:
+            yield sup, clock, fakes
+    finally:
+        for f in fakes:
+            await f.close()
+
+
+async def settle() -> None:
+    await anyio.wait_all_tasks_blocked()

@@ -87,7 +87,7 @@ class RoutingConfig(_Section, frozen=True, kw_only=True):
     stable_period_s: NonNegative = 600
     server_error_retries: Annotated[int, msgspec.Meta(ge=0)] = 1
     rate_limit_max_wait_s: NonNegative = 10
-    stream_idle_timeout_s: Positive = 30
+    stream_idle_timeout_s: Positive = 10
     last_resort: bool = True
     cooldown_s: CooldownConfig = CooldownConfig()
 
@@ -119,6 +119,7 @@ class ProviderConfig(_Section, frozen=True, kw_only=True):
     api_key_env: str = ""
     priority: int = 100
     timeout_s: Positive = 60
+    first_token_timeout_s: Positive = 10  # no token by then: fall over (nothing reached the caller yet)
     health_path: str = "/models"
     headers: dict[str, str] = {}
     api_version: str = "2024-10-21"  # azure only

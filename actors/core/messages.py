@@ -128,6 +128,8 @@ class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeede
     #: counted, so this success changes no routing state: the selector is not told of it
     #: (the log and the metrics are). Replay delivers it exactly as live did.
     routine: bool = False
+    #: Malformed stream events skipped (one is tolerated; a second is garbage).
+    bad_chunks: int = 0
 
 
 class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
@@ -298,6 +300,7 @@ class ProviderMetrics(msgspec.Struct, frozen=True, kw_only=True):
     requests_success: int = 0
     requests_failed: int = 0
     failures_by_category: dict[str, int] = {}
+    bad_chunks: int = 0  # malformed stream events skipped
     latencies_ms: tuple[float, ...] = ()
     last_success: float | None = None
     last_failure: float | None = None

@@ -49,6 +49,7 @@ class _Aggregate:
     success: int = 0
     failed: int = 0
     by_category: dict[str, int] = field(default_factory=dict)
+    bad_chunks: int = 0
     latencies: deque[float] = field(default_factory=deque)
     last_success: float | None = None
     last_failure: float | None = None
@@ -65,6 +66,7 @@ class _Aggregate:
             success=m.requests_success,
             failed=m.requests_failed,
             by_category=dict(m.failures_by_category),
+            bad_chunks=m.bad_chunks,
             latencies=deque(m.latencies_ms),
             last_success=m.last_success,
             last_failure=m.last_failure,
@@ -79,6 +81,7 @@ class _Aggregate:
             requests_success=self.success,
             requests_failed=self.failed,
             failures_by_category=dict(self.by_category),
+            bad_chunks=self.bad_chunks,
             latencies_ms=tuple(self.latencies),
             last_success=self.last_success,
             last_failure=self.last_failure,
@@ -140,6 +143,7 @@ class MetricsCollector(Actor[MetricsInbox]):
                     agg.total += 1
                     agg.success += 1
                     agg.latencies.append(message.latency_ms)
+                    agg.bad_chunks += message.bad_chunks
                     agg.last_success = message.at
                     self._dirty.add(message.provider)
             case AttemptFailed():

@@ -64,12 +64,13 @@ class Reporter:
         return False
 
     def succeeded(self, *, provider: str, model: str, request_id: str, latency_ms: float,
-                  stream: bool = False, last_resort: bool = False) -> bool:
+                  stream: bool = False, last_resort: bool = False, bad_chunks: int = 0) -> bool:
         """Tell the bus; True when the success may change routing state (it was not routine)."""
         routine = self._routine(provider, last_resort)
         self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=provider, model=model,
                                        request_id=request_id, latency_ms=round(latency_ms, 3),
-                                       stream=stream, last_resort=last_resort, routine=routine))
+                                       stream=stream, last_resort=last_resort, routine=routine,
+                                       bad_chunks=bad_chunks))
         return not routine
 
     def failed(self, provider: str, model: str, request_id: str, failure: UpstreamFailure, tries: int,

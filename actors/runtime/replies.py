@@ -18,6 +18,7 @@ import msgspec
 
 from actors.core.errors import Attempt, StreamInterruptedError
 from actors.edges.providers.base import UpstreamFailure
+from actors.runtime.chunks import StreamReader
 from actors.runtime.outcomes import Reporter
 
 __all__ = ("ChatReply", "ChatStream")
@@ -59,21 +60,6 @@ class ChatReply:
         return f"ChatReply(provider={self.provider!r}, attempts={self.attempts})"
 
 
-class _Delta(msgspec.Struct):
-    content: str | None = None
-
-
-class _ChunkChoice(msgspec.Struct):
-    delta: _Delta | None = None
-
-
-class _Chunk(msgspec.Struct):
-    choices: list[_ChunkChoice] = []
-
-
-_chunk_decoder = msgspec.json.Decoder(_Chunk)
-
-
 class ChatStream:
     """A stream already answering: its first chunk has arrived from ``provider``.
 
@@ -90,7 +76,8 @@ class ChatStream:
         provider: str,
         model: str,
         request_id: str,
-        first: bytes,
+        first: list[bytes],
+        reader: StreamReader,
         chunks: AsyncIterator[bytes],
         stack: AsyncExitStack,
         attempt_log: list[Attempt],
@@ -103,28 +90,19 @@ class ChatStream:
         self.provider = provider
         self.model = model
         self.request_id = request_id
-        self._first: bytes | None = first
+        self._first = first  # what came up to and with the first token
+        self._reader = reader
         self._chunks = chunks
         self._stack = stack
         self.attempt_log = attempt_log
         self.attempts = len(attempt_log) + 1
         self._started = started
         self._ttfb_ms = (time.perf_counter() - started) * 1000.0
-        self._parts: list[str] = []
         self._reported = False
 
     @property
     def partial_text(self) -> str:
-        return "".join(self._parts)
-
-    def collect(self, payload: bytes) -> None:
-        try:
-            chunk = _chunk_decoder.decode(payload)
-        except (msgspec.DecodeError, msgspec.ValidationError):
-            raise UpstreamFailure("bad_response", "a stream chunk is not valid JSON") from None
-        for choice in chunk.choices[:1]:
-            if choice.delta is not None and choice.delta.content:
-                self._parts.append(choice.delta.content)
+        return self._reader.text
 
     async def __aenter__(self) -> ChatStream:
         return self
@@ -137,29 +115,32 @@ class ChatStream:
         if not self._reported:
             self._reported = True
             self._reporter.succeeded(provider=self.provider, model=self.model, request_id=self.request_id,
-                                     latency_ms=self._ttfb_ms, stream=True, last_resort=self.last_resort)
+                                     latency_ms=self._ttfb_ms, stream=True, last_resort=self.last_resort,
+                                     bad_chunks=self._reader.bad_chunks)
         await self._stack.aclose()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
         return self._iterate()
 
     async def _iterate(self) -> AsyncIterator[bytes]:
-        reporter, clock = self._reporter, self._reporter.clock
-        if self._first is not None:
-            first, self._first = self._first, None
-            yield first
+        reporter, clock, reader = self._reporter, self._reporter.clock, self._reader
+        first, self._first = self._first, []
+        for early in first:
+            yield early
         idle = self._idle_timeout_s
         while True:
             failure: UpstreamFailure | None = None
             payload: bytes | None = None
+            keep = True
             with clock.move_on_at(clock.now() + idle) as scope:
                 try:
                     payload = await self._chunks.__anext__()
-                    self.collect(payload)
+                    keep = reader.take(payload)
                 except StopAsyncIteration:
                     pass
                 except UpstreamFailure as exc:
-                    failure = exc
+                    if not (exc.kind == "stream_cut" and reader.finished):
+                        failure = exc  # after a finish_reason, a body that just ends is complete
             if scope.cancelled_caught:
                 failure = UpstreamFailure("stream_stall", f"no chunk for {idle:g} s")
             if failure is not None:
@@ -173,4 +154,5 @@ class ChatStream:
                 raise StreamInterruptedError(self.provider, self.partial_text, attempt, self.attempts)
             if payload is None:
                 return
-            yield payload
+            if keep:
+                yield payload

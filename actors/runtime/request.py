@@ -45,6 +45,7 @@ from actors.core.errors import (
 from actors.core.messages import FallbackTriggered, ProviderView, RoutingSnapshot
 from actors.core.states import DOWN_STATES, TRANSIENT_CATEGORIES, USABLE_STATES, Category
 from actors.edges.providers.base import Adapter, UpstreamFailure
+from actors.runtime.chunks import StreamReader
 from actors.runtime.outcomes import Reporter
 from actors.runtime.replies import ChatReply, ChatStream
 
@@ -220,31 +221,37 @@ class RequestPath:
         while True:
             step = await plan.next()
             name, provider, started = step.name, step.provider, step.started
-            failure: UpstreamFailure | None = None
             stack = AsyncExitStack()
-            first: bytes | None = None
-            with self.clock.move_on_at(step.deadline) as scope:
+            reader = StreamReader()
+            first: list[bytes] = []
+            # Nothing reaches the caller before a first token (content, a tool call, reasoning):
+            # until then a provider can be replaced invisibly, and it has first_token_timeout_s.
+            token_deadline = min(step.deadline, self.clock.now() + provider.first_token_timeout_s)
+            failure: UpstreamFailure | None = None
+            with self.clock.move_on_at(token_deadline) as scope:
                 try:
                     chunks = await stack.enter_async_context(
                         self.adapters[name].stream(body, provider.models[model])
                     )
-                    first = await chunks.__anext__()
+                    while not (reader.tokens or reader.finished):
+                        payload = await chunks.__anext__()
+                        if reader.take(payload):
+                            first.append(payload)
                 except StopAsyncIteration:
-                    failure = UpstreamFailure("stream_cut", "the stream ended before its first chunk")
+                    failure = UpstreamFailure("stream_cut", "the stream ended before its first token")
                 except UpstreamFailure as exc:
-                    failure = exc
+                    if not (exc.kind == "stream_cut" and reader.finished):
+                        failure = exc
             if scope.cancelled_caught:
-                failure = UpstreamFailure("timeout", f"no first chunk within {provider.timeout_s:g} s")
+                limit = min(provider.first_token_timeout_s, provider.timeout_s)
+                failure = UpstreamFailure("timeout", f"no first token within {limit:g} s")
             stream: ChatStream | None = None
-            if failure is None and first is not None:
+            if failure is None:
                 stream = ChatStream(self.reporter, idle_timeout_s=self.config.routing.stream_idle_timeout_s,
                                     provider=name, model=model, request_id=plan.request_id,
-                                    first=first, chunks=chunks, stack=stack, attempt_log=plan.log,
-                                    started=started, last_resort=name in plan.last_resort)
-                try:
-                    stream.collect(first)
-                except UpstreamFailure as exc:
-                    failure, stream = exc, None
+                                    first=first, reader=reader, chunks=chunks, stack=stack,
+                                    attempt_log=plan.log, started=started,
+                                    last_resort=name in plan.last_resort)
             if stream is not None:
                 if plan.changed:
                     await self.reporter.settle()  # before the caller sees the first chunk

@@ -44,6 +44,7 @@ def metrics_view(m: ProviderMetrics, now: float) -> dict[str, Any]:
         "uptime_percent_since_start": _round(uptime(m.availability, now)),
         "success_rate_percent": success,
         "failures_by_category": dict(m.failures_by_category),
+        "bad_chunks": m.bad_chunks,
         "last_success": iso(m.last_success),
         "last_failure": iso(m.last_failure),
     }

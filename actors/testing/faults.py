@@ -70,14 +70,25 @@ class Fault:
     retry_after: float | str | None = None
     after: int = 0
     garbage: GarbageKind = "html"
+    done: bool = True  # a stream ends with data: [DONE]
+    malformed: tuple[int, ...] = ()  # a stream sends a malformed event before these chunks
+    first_token_after_s: float = 0.0  # a stream sends its role and keep-alives, content only after this
 
 
-def ok(text: str = _DEFAULT_TEXT, *, chunks: int = 4, usage: bool = True,
-       delay_s: float = 0.0) -> Fault:
-    """Answer normally: a chat.completion, or `chunks` SSE chunks when the request streams."""
+def ok(text: str = _DEFAULT_TEXT, *, chunks: int = 4, usage: bool = True, delay_s: float = 0.0,
+       done: bool = True, malformed: tuple[int, ...] = (), first_token_after_s: float = 0.0) -> Fault:
+    """Answer normally: a chat.completion, or `chunks` SSE chunks when the request streams.
+
+    Streams can misbehave while still answering in full: ``done=False`` ends
+    the body after the finish_reason without ``data: [DONE]``; ``malformed``
+    sends one broken event before each of those chunk indexes;
+    ``first_token_after_s`` sends the role and ``: keep-alive`` comments at
+    once and the first content only after that long (real time).
+    """
     if chunks < 1:
         raise ValueError("chunks must be at least 1")
-    return Fault(kind="ok", text=text, chunks=chunks, usage=usage, delay_s=delay_s)
+    return Fault(kind="ok", text=text, chunks=chunks, usage=usage, delay_s=delay_s, done=done,
+                 malformed=tuple(malformed), first_token_after_s=first_token_after_s)
 
 
 def error(status: int, message: str = "", *, code: str | None = None, type: str | None = None,

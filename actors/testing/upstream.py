@@ -334,7 +334,18 @@ class FakeUpstream:
                     "model": model, "choices": choices, **usage_field, **extra}
 
         pieces = _split(fault.text, fault.chunks)
+        if fault.first_token_after_s > 0:
+            await resp.write(_sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
+                                          "finish_reason": None}])))
+            assert self._stopped is not None
+            deadline = anyio.current_time() + fault.first_token_after_s
+            while (left := deadline - anyio.current_time()) > 0 and not self._stopped.is_set():
+                await resp.write(b": keep-alive\n\n")  # a comment: not a token
+                with anyio.move_on_after(min(1.0, left)):
+                    await self._stopped.wait()
         for i, piece in enumerate(pieces[:upto]):
+            for _ in range(fault.malformed.count(i)):  # an index twice: two broken events there
+                await resp.write(b'data: {"id": "broken", "choices": [{"delta": {"content": "x\n\n')
             delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
             await resp.write(_sse(chunk([{"index": 0, "delta": delta, "finish_reason": None}])))
         if upto is not None:
@@ -342,7 +353,8 @@ class FakeUpstream:
         await resp.write(_sse(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])))
         if usage:
             await resp.write(_sse(chunk([], usage=self._usage(fault, body))))
-        await resp.write(_sse("[DONE]"))
+        if fault.done:
+            await resp.write(_sse("[DONE]"))
         await resp.write_eof()
         return resp
 

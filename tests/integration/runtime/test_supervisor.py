@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +10,7 @@ import anyio
 import pytest
 
 from actors.core.clock import SystemClock, VirtualClock
-from actors.core.config import Config, parse_config
+from actors.core.config import parse_config
 from actors.core.errors import (
     AllProvidersFailedError,
     InvalidRequestError,
@@ -32,45 +30,9 @@ from actors.testing import (
     hang,
     stall_stream,
 )
+from tests.helpers import HI, make_config, running, settle
 
 pytestmark = pytest.mark.anyio
-HI = [{"role": "user", "content": "hi"}]
-
-
-def make_config(tmp_path: Path, *fakes: FakeUpstream, health: dict[str, Any] | None = None,
-                env: dict[str, str] | None = None, **routing: Any) -> Config:
-    return parse_config(
-        {
-            "state": {"path": str(tmp_path / "state.db")},
-            "routing": routing,
-            "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
-            "providers": [
-                {"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},
-                 "priority": i + 1, "timeout_s": 30}
-                for i, f in enumerate(fakes)
-            ],
-        },
-        env=env or {},
-    )
-
-
-@asynccontextmanager
-async def running(tmp_path: Path, *names: str, **kw: Any) -> AsyncIterator[
-        tuple[Supervisor, VirtualClock, list[FakeUpstream]]]:
-    fakes = [FakeUpstream(n) for n in names]
-    for f in fakes:
-        await f.start()
-    try:
-        clock = VirtualClock()
-        async with Supervisor(make_config(tmp_path, *fakes, **kw), clock=clock) as sup:
-            yield sup, clock, fakes
-    finally:
-        for f in fakes:
-            await f.close()
-
-
-async def settle() -> None:
-    await anyio.wait_all_tasks_blocked()
 
 
 async def test_answers_from_the_primary(tmp_path: Path) -> None:
