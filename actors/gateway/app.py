@@ -23,6 +23,13 @@ answered; a successful answer's body is the provider's bytes, untouched; a
 stream that breaks after its first chunk ends with an SSE error event, never
 a silent truncation; ``/metrics`` is computed at scrape time from the
 supervisor's snapshots, so nothing is counted per request here.
+
+Hostile input: a body is parsed once (:mod:`actors.gateway.body`): not UTF-8,
+not a JSON object, nested deeper than 64, or compressed other than with
+gzip/deflate, it gets a 4xx naming what is wrong. HTTP that aiohttp cannot
+parse (a bad request line, a header without a colon, ...) is answered by
+aiohttp itself with a plain-text 400; that, and a client hanging up, are one
+rate-limited log line each (:mod:`actors.gateway.serverlog`), never a traceback.
 """
 
 from __future__ import annotations
@@ -31,7 +38,6 @@ import errno
 import hmac
 import logging
 from collections.abc import Callable, Sequence
-from typing import Any
 
 import anyio
 import msgspec
@@ -42,6 +48,7 @@ from prometheus_client.registry import CollectorRegistry
 from actors.core.config import Secret
 from actors.core.errors import InvalidRequestError, StreamInterruptedError, SupervisorClosedError
 from actors.core.states import USABLE_STATES
+from actors.gateway.body import read_body
 from actors.gateway.http import (
     ATTEMPTS,
     PROVIDER,
@@ -51,11 +58,10 @@ from actors.gateway.http import (
     failure,
     json_response,
     sse_error,
-    too_large,
 )
 from actors.gateway.prometheus import SnapshotCollector
+from actors.gateway.serverlog import Lines, ServerLog
 from actors.runtime.supervisor import Supervisor
-from actors.runtime.validation import decode_request
 
 __all__ = ("SUPERVISOR", "create_app", "serve")
 
@@ -63,8 +69,8 @@ log = logging.getLogger("actors.gateway")
 
 SUPERVISOR = web.AppKey("supervisor", Supervisor)
 _REGISTRY = web.AppKey("registry", CollectorRegistry)
+_LINES = web.AppKey("lines", Lines)  # client faults (malformed HTTP, hang-ups): rate-limited log lines
 _BODY_MARGIN = 64 * 1024  # aiohttp's own cap sits above ours, so ours answers first
-_decode_body = msgspec.json.Decoder(dict[str, Any]).decode  # built once: decode(type=...) costs 5x per call
 
 
 def _bearer_matches(request: web.Request, secrets: Sequence[Secret]) -> bool:
@@ -94,7 +100,7 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     supervisor = request.app[SUPERVISOR]
     try:
         _check_client(request)
-        body = await _read_body(request, supervisor.config.server.max_body_bytes)
+        body = await read_body(request, supervisor.config.server.max_body_bytes, request.app[_LINES])
         if body.get("stream"):
             stream = await supervisor.open_stream_body(body, validated=True)
         else:
@@ -124,23 +130,9 @@ async def _completions(request: web.Request) -> web.StreamResponse:
             await resp.write_eof()
         except ConnectionError:
             # The client went away; leaving the ``async with`` releases the upstream.
-            log.info("client disconnected from a stream served by %s", stream.provider)
+            request.app[_LINES].emit(logging.INFO, "stream-disconnect",
+                                     f"client disconnected from a stream served by {stream.provider}")
     return resp
-
-
-async def _read_body(request: web.Request, limit: int) -> dict[str, Any]:
-    """The validated JSON body as a dict; 413 above ``limit`` bytes, 400 naming a bad field."""
-    if request.content_length is not None and request.content_length > limit:
-        raise too_large(limit)
-    try:
-        raw = await request.read()
-    except web.HTTPRequestEntityTooLarge:
-        raise too_large(limit) from None
-    if len(raw) > limit:
-        raise too_large(limit)
-    decode_request(raw)
-    body: dict[str, Any] = _decode_body(raw)
-    return body
 
 
 async def _models(request: web.Request) -> web.StreamResponse:
@@ -237,6 +229,7 @@ def create_app(supervisor: Supervisor) -> web.Application:
     registry = CollectorRegistry(auto_describe=False)  # never the process-global registry
     registry.register(SnapshotCollector(supervisor))
     app[_REGISTRY] = registry
+    app[_LINES] = Lines(log)
     app.router.add_post("/v1/chat/completions", _completions)
     app.router.add_get("/v1/models", _models)
     app.router.add_get("/healthz", _healthz)
@@ -259,8 +252,10 @@ async def serve(supervisor: Supervisor, *, host: str, port: int,
     when it cannot listen.
     """
     app = create_app(supervisor)
-    runner = web.AppRunner(app, handle_signals=False, access_log=None,
-                           shutdown_timeout=supervisor.config.server.shutdown_grace_s)
+    # logger: aiohttp logs a request it cannot parse through it (one line here, not a traceback);
+    # auto_decompress off: read_body inflates gzip/deflate itself, capped at max_body_bytes.
+    runner = web.AppRunner(app, handle_signals=False, access_log=None, logger=ServerLog(app[_LINES]),
+                           auto_decompress=False, shutdown_timeout=supervisor.config.server.shutdown_grace_s)
     await runner.setup()
     try:
         try:

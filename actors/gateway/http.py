@@ -125,6 +125,7 @@ def sse_error(message: str, type: str, code: str) -> bytes:
     return b"data: " + _encode(error) + b"\n\n"
 
 
-def too_large(limit: int) -> HTTPError:
-    return HTTPError(413, f"the request body is larger than {limit} bytes (server.max_body_bytes)",
+def too_large(limit: int, *, decompressed: bool = False) -> HTTPError:
+    what = "decompressed request body" if decompressed else "request body"
+    return HTTPError(413, f"the {what} is larger than {limit} bytes (server.max_body_bytes)",
                       code="request_too_large")

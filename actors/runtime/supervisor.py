@@ -288,7 +288,7 @@ class Supervisor:
         """Like :meth:`chat`, from an OpenAI-shaped request body (``model`` is logical).
 
         ``validated=True`` skips the check when the caller already ran
-        :func:`actors.validation.decode_request` on the same body (the gateway does).
+        :func:`actors.runtime.validation.parse_request` on the same body (the gateway does).
         """
         path = self._request_path()
         body, model = self._checked(body, validated)
