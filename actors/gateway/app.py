@@ -7,7 +7,7 @@
 
 Routes (DESIGN.md, "HTTP API"): ``POST /v1/chat/completions`` (JSON, or SSE
 with ``stream: true``), ``GET /v1/models``, ``/healthz``, ``/readyz``,
-``/status``, ``/metrics`` (Prometheus), ``/events?after=ID&limit=N`` and
+``/status``, ``/metrics`` (Prometheus), ``/events`` (filterable: :mod:`actors.gateway.events`) and
 ``POST /admin/providers/{name}/disable|enable``.
 
 Access: ``/v1/*`` asks for ``Authorization: Bearer <key>`` when client keys
@@ -40,15 +40,15 @@ import logging
 from collections.abc import Callable, Sequence
 
 import anyio
-import msgspec
 from aiohttp import web
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from actors.core.config import Secret
-from actors.core.errors import InvalidRequestError, StreamInterruptedError, SupervisorClosedError
+from actors.core.errors import StreamInterruptedError
 from actors.core.states import USABLE_STATES
 from actors.gateway.body import read_body
+from actors.gateway.events import events_route
 from actors.gateway.http import (
     ATTEMPTS,
     PROVIDER,
@@ -173,36 +173,6 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
     return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-def _query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        value = low - 1
-    if not low <= value <= high:
-        raise InvalidRequestError(f"'{name}' must be an integer from {low} to {high}, got {raw!r}",
-                                  param=name)
-    return value
-
-
-async def _events(request: web.Request) -> web.StreamResponse:
-    """GET /events?after=ID&limit=N: logged events with ``id > after``, oldest first."""
-    after = _query_int(request, "after", 0, 0, 2**63 - 1)
-    limit = _query_int(request, "limit", 100, 1, 1000)
-    store = request.app[SUPERVISOR].store
-    if store is None:
-        raise SupervisorClosedError("the supervisor is not running")
-    await store.flush()  # so that what just happened is there
-    events = await store.events(after=after, limit=limit)
-    return json_response({
-        "events": [{"id": e.id, "at": e.at, "type": e.type, "provider": e.provider,
-                    "data": msgspec.Raw(e.data)} for e in events],
-        "next_after": events[-1].id if events else after,
-    })
-
-
 async def _admin(request: web.Request) -> web.StreamResponse:
     """POST /admin/providers/{name}/disable|enable with the admin token."""
     supervisor = request.app[SUPERVISOR]
@@ -236,7 +206,7 @@ def create_app(supervisor: Supervisor) -> web.Application:
     app.router.add_get("/readyz", _readyz)
     app.router.add_get("/status", _status)
     app.router.add_get("/metrics", _metrics)
-    app.router.add_get("/events", _events)
+    app.router.add_get("/events", events_route(supervisor))
     app.router.add_post(r"/admin/providers/{name}/{action:disable|enable}", _admin)
     return app
 

@@ -10,9 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import socket
-from collections.abc import AsyncIterator, Mapping
-from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,97 +20,13 @@ import openai
 import pytest
 from openai.types.chat import ChatCompletionMessageParam
 
-from actors.core.clock import VirtualClock
-from actors.core.config import parse_config
 from actors.gateway import GatewayError, serve
-from actors.runtime.supervisor import Supervisor
 from actors.testing import FakeUpstream, cut_stream, error, garbage, hang, ok
+from tests.helpers import TIMEOUT_S, read_stream, service, two
 
 pytestmark = pytest.mark.anyio
 
 HI: list[ChatCompletionMessageParam] = [{"role": "user", "content": "hi"}]
-TIMEOUT_S = 5.0  # every fake provider's per-attempt timeout
-
-
-@dataclass
-class Service:
-    url: str
-    supervisor: Supervisor
-    clock: VirtualClock
-    stop: anyio.Event
-    session: aiohttp.ClientSession
-
-    def client(self, api_key: str = "x") -> openai.AsyncOpenAI:
-        return openai.AsyncOpenAI(base_url=self.url + "/v1", api_key=api_key, max_retries=0)
-
-    async def get(self, path: str, **kwargs: Any) -> tuple[int, Mapping[str, str], bytes]:
-        with anyio.fail_after(10):
-            async with self.session.get(self.url + path, **kwargs) as resp:
-                return resp.status, resp.headers, await resp.read()
-
-    async def post(self, path: str, **kwargs: Any) -> tuple[int, Mapping[str, str], Any]:
-        with anyio.fail_after(10):
-            async with self.session.post(self.url + path, **kwargs) as resp:
-                return resp.status, resp.headers, await resp.json(content_type=None)
-
-
-@asynccontextmanager
-async def service(
-    tmp_path: Path,
-    *fakes: FakeUpstream,
-    env: Mapping[str, str] | None = None,
-    server: Mapping[str, Any] | None = None,
-    routing: Mapping[str, Any] | None = None,
-    providers: Mapping[str, Mapping[str, Any]] | None = None,
-) -> AsyncIterator[Service]:
-    """Start the fakes, a Supervisor over them (priority in order) and the gateway on port 0."""
-    async with AsyncExitStack() as stack:
-        for fake in fakes:
-            await stack.enter_async_context(fake)
-        config = parse_config({
-            "server": {"shutdown_grace_s": 5, **(server or {})},
-            "state": {"path": str(tmp_path / "state.db")},
-            "routing": dict(routing or {}),
-            "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
-            "providers": [
-                {"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},
-                 "priority": i + 1, "timeout_s": TIMEOUT_S, **(providers or {}).get(f.name, {})}
-                for i, f in enumerate(fakes)
-            ],
-        }, env=dict(env or {}))
-        clock = VirtualClock()
-        supervisor = await stack.enter_async_context(Supervisor(config, clock=clock))
-        session = await stack.enter_async_context(aiohttp.ClientSession())
-        stop = anyio.Event()
-        ready: list[str] = []
-        async with anyio.create_task_group() as tg:
-            started = anyio.Event()
-
-            def on_ready(url: str) -> None:
-                ready.append(url)
-                started.set()
-
-            tg.start_soon(lambda: serve(supervisor, host="127.0.0.1", port=0, on_ready=on_ready, stop=stop))
-            with anyio.fail_after(10):
-                await started.wait()
-            try:
-                yield Service(ready[0], supervisor, clock, stop, session)
-            finally:
-                stop.set()
-
-
-async def read_stream(client: openai.AsyncOpenAI, parts: list[str]) -> None:
-    """Stream a completion through the SDK, appending each content delta to ``parts``."""
-    async with await client.chat.completions.create(model="chat", messages=HI, stream=True) as stream:
-        async for chunk in stream:
-            if chunk.choices and chunk.choices[0].delta.content:
-                parts.append(chunk.choices[0].delta.content)
-
-
-def two(tmp_path: Path, **kwargs: Any) -> Any:
-    """The usual pair: primary ``a`` and fallback ``b``."""
-    a, b = FakeUpstream("a"), FakeUpstream("b")
-    return a, b, service(tmp_path, a, b, **kwargs)
 
 
 async def test_answer_carries_provider_and_attempts(tmp_path: Path) -> None:

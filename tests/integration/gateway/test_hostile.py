@@ -25,7 +25,7 @@ import pytest
 from actors.gateway.serverlog import Lines, ServerLog
 from actors.runtime.validation import MAX_DEPTH
 from actors.testing import FakeUpstream
-from tests.integration.gateway.test_gateway import Service, service
+from tests.helpers import Service, service
 
 pytestmark = pytest.mark.anyio
 
