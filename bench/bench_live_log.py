@@ -18,7 +18,6 @@ Every loop is bounded by the event count and a time limit; nothing leaves 127.0.
 from __future__ import annotations
 
 import argparse
-import socket
 import subprocess
 import sys
 import tempfile
@@ -29,19 +28,15 @@ import aiohttp
 import anyio
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_gateway import free_port, wait_listening
 
 from actors.testing import FakeUpstream, error, ok
 
 ROOT = Path(__file__).resolve().parent.parent
 RUN = str(ROOT / "run.py")
 BODY = {"model": "chat", "messages": [{"role": "user", "content": "hi"}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def config(tmp: Path, primary: FakeUpstream, backup: FakeUpstream, port: int) -> Path:
@@ -100,13 +95,7 @@ async def main(events: int) -> None:
             try:
                 url = f"http://127.0.0.1:{port}"
                 async with aiohttp.ClientSession() as http:
-                    for _ in range(200):
-                        try:
-                            async with http.get(url + "/healthz") as r:
-                                if r.status == 200:
-                                    break
-                        except aiohttp.ClientError:
-                            await anyio.sleep(0.05)
+                    await wait_listening(http, url)
                 started = time.time()
                 sent, took = await drive(url, primary, events, limit_s=300)
                 middle = started + took / 2

@@ -56,8 +56,9 @@ def free_port() -> int:
 
 
 def fake_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int,
-                 grace_s: float = 2) -> Path:
-    """Two fake providers, a 600 s cooldown after a 503, no scheduled health checks."""
+                grace_s: float = 2, cooldown_s: float = 600, max_cooldown_s: float = 3600,
+                probe_tier: str = "api") -> Path:
+    """Two fake providers, a ``cooldown_s`` cooldown after a 503, no scheduled health checks."""
     providers = "".join(f"""
 [[providers]]
 name = "{name}"
@@ -74,13 +75,18 @@ shutdown_grace_s = {grace_s}
 [state]
 path = "{path.parent / 'state.db'}"
 
+[routing]
+max_cooldown_s = {max_cooldown_s}
+
 [routing.cooldown_s]
-service_unavailable = 600
+service_unavailable = {cooldown_s}
 
 [health]
 ping_interval_s = 0
 full_interval_s = 0
 api_interval_s = 0
+api_timeout_s = 2
+probe_tier = "{probe_tier}"
 {providers}""")
     return path
 

@@ -65,36 +65,6 @@ async def test_a_live_services_log_exports_and_replays_exactly(tmp_path: Path) -
     assert any("primary" in line and "healthy -> cooldown" in line for line in replayed.stdout.splitlines())
 
 
-def _short_cooldown_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int) -> Path:
-    """Cooldowns of a second, probes by a 1-token completion: a whole outage in a few real seconds."""
-    providers = "".join(f"""
-[[providers]]
-name = "{name}"
-base_url = "{fake.base_url}"
-priority = {priority}
-timeout_s = 5
-models = {{ chat = "fake-model" }}
-""" for name, fake, priority in (("primary", primary, 1), ("backup", backup, 2)))
-    path.write_text(f"""
-[server]
-port = {port}
-shutdown_grace_s = 2
-[state]
-path = "{path.parent / 'state.db'}"
-[routing]
-max_cooldown_s = 4
-[routing.cooldown_s]
-service_unavailable = 1
-[health]
-ping_interval_s = 0
-full_interval_s = 0
-api_interval_s = 0
-api_timeout_s = 2
-probe_tier = "api"
-{providers}""")
-    return path
-
-
 @pytest.mark.parametrize("anyio_backend", ["asyncio"])
 @pytest.mark.anyio
 async def test_a_live_outage_through_probes_and_failback_replays_exactly(tmp_path: Path) -> None:
@@ -105,7 +75,7 @@ async def test_a_live_outage_through_probes_and_failback_replays_exactly(tmp_pat
             FakeUpstream("backup", default=ok("from backup")) as backup, \
             aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
                                   timeout=aiohttp.ClientTimeout(total=10)) as http:
-        config = _short_cooldown_config(tmp_path / "config.toml", primary, backup, port)
+        config = fake_config(tmp_path / "config.toml", primary, backup, port, cooldown_s=1, max_cooldown_s=4)
         async with serve_async(config, output) as process:
             await wait_ready(http, url, process, output)
             assert await post_completion(http, url) == "backup"
