@@ -114,10 +114,11 @@ class Output:
 
 
 @asynccontextmanager
-async def serve_async(config: Path, output: Output) -> AsyncIterator[anyio.abc.Process]:
-    """``run.py --config config`` as a child process; its output collects in ``output``."""
+async def serve_async(config: Path, output: Output, **env: str) -> AsyncIterator[anyio.abc.Process]:
+    """``run.py --config config`` as a child process (``env`` added); its output collects in ``output``."""
     process = await anyio.open_process([sys.executable, RUN, "--config", str(config)], cwd=config.parent,
-                                       env=clean_env(), stdin=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                                       env=clean_env(**env), stdin=subprocess.DEVNULL,
+                                       stderr=subprocess.STDOUT)
     try:
         async with anyio.create_task_group() as tg:
             assert process.stdout is not None

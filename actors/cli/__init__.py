@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 from actors.cli.common import port, when
 from actors.cli.events import cmd_events, cmd_replay
+from actors.cli.providers import cmd_providers
 from actors.cli.serve import cmd_serve
 from actors.cli.status import cmd_check, cmd_status
 
@@ -32,7 +33,7 @@ class Command:
     log_level: str = "warning"
 
 
-COMMANDS = ("serve", "check", "status", "events", "replay")
+COMMANDS = ("serve", "check", "status", "providers", "events", "replay")
 
 
 def build_parser(extra: Mapping[str, Command] | None = None) -> argparse.ArgumentParser:
@@ -48,6 +49,11 @@ def build_parser(extra: Mapping[str, Command] | None = None) -> argparse.Argumen
     status = sub.add_parser("status", help="provider states and metrics")
     status.add_argument("--url", help="the service's URL (default: from [server] in the config)")
     status.add_argument("--json", action="store_true", help="print the raw /status JSON")
+    providers = sub.add_parser("providers", help="list, or enable / disable / probe NAME on the service")
+    providers.add_argument("action", choices=["list", "enable", "disable", "probe"])
+    providers.add_argument("name", nargs="?", help="the provider (not for list)")
+    providers.add_argument("--url", help="the service's URL (default: from [server] in the config)")
+    providers.add_argument("--json", action="store_true", help="print the raw JSON answer")
     events = sub.add_parser("events", help="the event log: events export [-o FILE]")
     events_sub = events.add_subparsers(dest="action", metavar="{export}", required=True)
     export = events_sub.add_parser("export", help="write the event log as JSON lines (for replay)")
@@ -60,12 +66,13 @@ def build_parser(extra: Mapping[str, Command] | None = None) -> argparse.Argumen
     rep.add_argument("file", help="an exported log (run.py events export)")
     rep.add_argument("--config", help="replay under this config instead of the log's own (what if)")
     rep.add_argument("--limit", type=int, default=200, help="timeline rows to print (default 200)")
-    levels = [(serve, "info"), (check, "info"), (status, "info"), (export, "warning"), (rep, "warning")]
+    levels = [(serve, "info"), (check, "info"), (status, "info"), (providers, "warning"), (export, "warning"),
+              (rep, "warning")]
     for name, command in extra.items():
         added = sub.add_parser(name, help=command.help)
         command.configure(added)
         levels.append((added, command.log_level))
-    for parsed in (serve, check, status, export):
+    for parsed in (serve, check, status, providers, export):
         parsed.add_argument("--config", default="config.toml", help="config file (default: ./config.toml)")
     for parsed, level in levels:
         parsed.add_argument("--log-level", default=level, choices=["debug", "info", "warning", "error"],
@@ -84,7 +91,8 @@ def main(argv: Sequence[str] | None = None, *, extra: Mapping[str, Command] | No
     logging.basicConfig(level=args.log_level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     commands: dict[str, Callable[[argparse.Namespace], int]] = {
-        "serve": cmd_serve, "check": cmd_check, "status": cmd_status, "events": cmd_events,
+        "serve": cmd_serve, "check": cmd_check, "status": cmd_status, "providers": cmd_providers,
+        "events": cmd_events,
         "replay": cmd_replay, **{name: c.run for name, c in extra.items()}}
     try:
         return commands[args.command](args)

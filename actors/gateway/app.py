@@ -174,7 +174,7 @@ async def _metrics(request: web.Request) -> web.StreamResponse:
 
 
 async def _admin(request: web.Request) -> web.StreamResponse:
-    """POST /admin/providers/{name}/disable|enable with the admin token."""
+    """POST /admin/providers/{name}/disable|enable|probe with the admin token."""
     supervisor = request.app[SUPERVISOR]
     server = supervisor.config.server
     if server.admin_token is None:
@@ -183,6 +183,11 @@ async def _admin(request: web.Request) -> web.StreamResponse:
     if not _bearer_matches(request, [server.admin_token]):
         raise HTTPError(401, "send 'Authorization: Bearer <admin token>'", code="invalid_admin_token")
     name, action = request.match_info["name"], request.match_info["action"]
+    if action == "probe":
+        result = await supervisor.probe(name)
+        log.warning("admin: %s probed (%s): %s, now %s", name, result["tier"],
+                    "passed" if result["ok"] else "failed", result["state"])
+        return json_response(result)
     state = await (supervisor.disable(name) if action == "disable" else supervisor.enable(name))
     log.warning("admin: %s %sd, now %s", name, action, state)
     return json_response({"provider": name, "state": state})
@@ -207,7 +212,7 @@ def create_app(supervisor: Supervisor) -> web.Application:
     app.router.add_get("/status", _status)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/events", events_route(supervisor))
-    app.router.add_post(r"/admin/providers/{name}/{action:disable|enable}", _admin)
+    app.router.add_post(r"/admin/providers/{name}/{action:disable|enable|probe}", _admin)
     return app
 
 

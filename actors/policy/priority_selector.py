@@ -290,14 +290,14 @@ class PrioritySelector(Actor[SelectorInbox]):
             self._move(rec, "healthy", f"health_{check.tier}_ok", now, out)
 
     def _on_enable(self, rec: _Record, now: float, out: list[Message]) -> None:
-        if rec.state != "disabled":
+        """The original skill's manual restore: back in routing now, failure count and cooldown cleared."""
+        if not rec.configured:
+            if rec.state == "disabled":
+                rec.detail = f"{rec.key_env} is not set"
+                self._move(rec, "unconfigured", "admin_enable", now, out)
             return
         rec.detail = ""
-        if not rec.configured:
-            rec.detail = f"{rec.key_env} is not set"
-            self._move(rec, "unconfigured", "admin_enable", now, out)
-        elif rec.cooldown_until is not None and rec.cooldown_until > now:
-            self._move(rec, "cooldown", "admin_enable", now, out)
-        else:
-            rec.failure_count = 0
-            self._move(rec, "healthy", "admin_enable", now, out)
+        rec.failure_count = 0
+        rec.cooldown_level = 0
+        rec.cooldown_until = None
+        self._move(rec, "healthy", "admin_enable", now, out)

@@ -35,8 +35,6 @@ from actors.core.config import Config
 from actors.core.errors import InvalidRequestError, SupervisorClosedError, UnknownProviderError
 from actors.core.messages import (
     ActorRestarted,
-    DisableProvider,
-    EnableProvider,
     FallbackTriggered,
     Message,
     MetricsSnapshot,
@@ -51,7 +49,7 @@ from actors.core.messages import (
 from actors.edges.prober import Prober
 from actors.edges.providers import make_adapter
 from actors.edges.store.store import Store
-from actors.policy.priority_selector import PrioritySelector
+from actors.runtime.control import Control
 from actors.runtime.replies import ChatReply, ChatStream
 from actors.runtime.request import RequestPath
 from actors.runtime.status import build_status
@@ -65,7 +63,7 @@ T = TypeVar("T")
 _MAX_BACKOFF_S = 5.0
 
 
-class Supervisor:
+class Supervisor(Control):
     """The embeddable failover engine. Use it as an async context manager."""
 
     def __init__(
@@ -342,43 +340,6 @@ class Supervisor:
     def metrics(self) -> MetricsSnapshot | None:
         """The latest metrics snapshot the collector published (None before its first)."""
         return self._metrics
-
-    async def settle(self) -> None:
-        """Return once every outcome told so far is decided and the state it changed is committed.
-
-        Asks the classifier, then the selector, to answer a :class:`Sync` (each
-        has then handled all that was queued before it), then waits for the
-        store's next commit. The request path calls it before answering a
-        request whose outcome may have changed routing state, so what a caller
-        saw survives a kill -9 right after.
-        """
-        if self._closing or self.store is None:
-            return
-        now = self.clock.now()
-        try:
-            await self.actors["error_classifier"].ask(Sync(at=now))
-            await self.actors["priority_selector"].ask(Sync(at=now))
-        except (SupervisorClosedError, TimeoutError):
-            return  # stopping, or an actor is wedged: answering matters more than the barrier
-        if not await self.store.commit():
-            log.warning("the state file did not commit within 5 s; answering anyway")
-
-    async def _admin(self, name: str, command: DisableProvider | EnableProvider) -> str:
-        if self.config.provider(name) is None:
-            raise UnknownProviderError(name, [p.name for p in self.config.providers])
-        self._request_path()
-        await self.actors[PrioritySelector.name].ask(command)
-        if self.store is not None:
-            await self.store.commit()  # the admin is answered once the change would survive a kill -9
-        return next(v.state for v in self._current_routing().providers if v.name == name)
-
-    async def disable(self, name: str) -> str:
-        """Take a provider out of routing until :meth:`enable`; returns its new state."""
-        return await self._admin(name, DisableProvider(at=self.clock.now(), provider=name))
-
-    async def enable(self, name: str) -> str:
-        """Put a disabled provider back into routing; returns its new state."""
-        return await self._admin(name, EnableProvider(at=self.clock.now(), provider=name))
 
     async def wait_for_state(self, name: str, *states: str, within_s: float = 10.0) -> str:
         """Wait (real time, bounded) until ``name`` is in one of ``states``; return it.

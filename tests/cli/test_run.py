@@ -301,6 +301,44 @@ async def test_a_state_change_the_caller_saw_survives_kill_9_at_once(tmp_path: P
             assert b"cooldown" in row, (round_, offline.stdout.decode())
 
 
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.anyio
+async def test_providers_command_enables_and_probes_the_running_service(tmp_path: Path) -> None:
+    """``run.py providers enable|probe NAME`` acts on the live service with the admin token, never printing it."""
+    port, output = free_port(), Output()
+    url = f"http://127.0.0.1:{port}"
+    token = "adm1n-t0ken-not-printed"
+    async with FakeUpstream("primary", default=error(503)) as primary, \
+            FakeUpstream("backup", default=ok("from backup")) as backup, \
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as http:
+        config = fake_config(tmp_path / "config.toml", primary, backup, port)
+        async with serve_async(config, output, FALLBACK_ADMIN_TOKEN=token) as process:
+            await wait_ready(http, url, process, output)
+            assert await post_completion(http, url) == "backup"
+            await status_when(http, url, "primary", "cooldown")
+            probed = await anyio.run_process(
+                [sys.executable, RUN, "providers", "probe", "primary", "--config", str(config)],
+                cwd=tmp_path, env=clean_env(FALLBACK_ADMIN_TOKEN=token), check=False)
+            assert probed.returncode == 0, probed.stderr
+            assert b"api check failed" in probed.stdout  # still 503: it stays out
+            primary.set_default(ok("primary healed"))
+            enabled = await anyio.run_process(
+                [sys.executable, RUN, "providers", "enable", "primary", "--config", str(config)],
+                cwd=tmp_path, env=clean_env(FALLBACK_ADMIN_TOKEN=token), check=False)
+            assert enabled.returncode == 0, enabled.stderr
+            assert enabled.stdout.strip() == b"primary: now healthy"
+            assert await post_completion(http, url) == "primary"
+            no_token = await anyio.run_process(
+                [sys.executable, RUN, "providers", "disable", "primary", "--config", str(config)],
+                cwd=tmp_path, env=clean_env(), check=False)
+            assert no_token.returncode == 2
+            assert b"FALLBACK_ADMIN_TOKEN" in no_token.stderr
+            process.terminate()
+        for result in (probed, enabled, no_token):
+            assert token.encode() not in result.stdout + result.stderr
+        assert token not in str(output)
+
+
 async def _wait_refused(http: aiohttp.ClientSession, url: str) -> None:
     """Until the service refuses connections. A connection made as it closes may get no answer."""
     with anyio.fail_after(10):

@@ -240,6 +240,24 @@ async def test_admin_rejects_a_bad_token(tmp_path: Path, header: dict[str, str])
     assert set(body["error"]) == {"message", "type", "code", "param"}
 
 
+async def test_admin_probe_checks_now_and_restores_on_a_pass(tmp_path: Path) -> None:
+    """POST .../probe runs the recovery check at once: a healed primary is back, and the answer says so."""
+    a, _b, svc = two(tmp_path, env={"FALLBACK_ADMIN_TOKEN": "s3cret-admin"})
+    auth = {"Authorization": "Bearer s3cret-admin"}
+    a.script(error(503))
+    async with svc as s:
+        client = s.client()
+        await client.chat.completions.create(model="chat", messages=HI)
+        await anyio.wait_all_tasks_blocked()
+        assert s.supervisor.state_of("a") == "cooldown"
+        status, _, body = await s.post("/admin/providers/a/probe", headers=auth)
+        reply = await client.chat.completions.with_raw_response.create(model="chat", messages=HI)
+        await client.close()
+    assert status == 200
+    assert (body["ok"], body["tier"], body["state"]) == (True, "api", "healthy")
+    assert reply.headers["x-fallback-provider"] == "a"
+
+
 async def test_admin_disable_moves_traffic_and_enable_brings_it_back(tmp_path: Path) -> None:
     """Disabling the primary sends traffic to the fallback until it is enabled again."""
     a, b, svc = two(tmp_path, env={"FALLBACK_ADMIN_TOKEN": "s3cret-admin"})

@@ -220,13 +220,18 @@ def test_admin_disable_and_enable() -> None:
     assert state(sel, "b").state == "healthy"
 
 
-def test_enable_keeps_an_unexpired_cooldown() -> None:
-    """Enabling a provider that was cooling down leaves it cooling down."""
+@pytest.mark.parametrize("disabled_first", [pytest.param(False, id="in-cooldown"),
+                                            pytest.param(True, id="disabled-while-cooling")])
+def test_enable_restores_at_once_with_failures_and_cooldown_cleared(disabled_first: bool) -> None:
+    """Enable is the manual restore: healthy now, whatever the cooldown, with nothing counted against it."""
     sel = selector()
     fail(sel, T0, 503)
-    sel.handle(DisableProvider(at=T0, provider="a"), T0)
+    fail(sel, T0, 503)
+    if disabled_first:
+        sel.handle(DisableProvider(at=T0, provider="a"), T0)
     sel.handle(EnableProvider(at=T0 + 10, provider="a"), T0 + 10)
-    assert state(sel).state == "cooldown"
+    view = state(sel)
+    assert (view.state, view.failure_count, view.cooldown_until, view.cooldown_level) == ("healthy", 0, None, 0)
 
 
 def test_unconfigured_provider_names_its_variable() -> None:
