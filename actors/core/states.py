@@ -58,6 +58,7 @@ Category = Literal[
     "server_error",
     "service_unavailable",
     "client_error",
+    "proxy_error",  # a proxy in front of the model is misconfigured (its own 400: actors.policy.proxy_faults)
 ]
 
 #: What the request path does about a failure: retry the same provider, fall back,

@@ -24,6 +24,7 @@ from actors.core.clock import Clock
 from actors.core.config import RoutingConfig
 from actors.core.messages import AttemptFailed, ErrorClassified, HealthChecked, Message, Sync
 from actors.core.states import Action, Category, Severity
+from actors.policy.proxy_faults import proxy_fault
 
 __all__ = ("ClassifierInbox", "ErrorClassifier", "classify")
 
@@ -118,6 +119,17 @@ def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> E
         return _verdict(v, category="context_length", severity="low", action="next",
                         cooldown_s=0, penalize=False, suggested="shorten the prompt")
     if status in (400, 422):
+        known = proxy_fault(failure.message)
+        if known is not None:
+            cooldown = {"auth_failure": cd.auth_failure, "model_not_found": cd.model_not_found}.get(
+                known.category, cd.server_error)
+            return _verdict(v, category=known.category, severity="high", action="fallback",
+                            cooldown_s=cooldown, recoverable=known.category != "auth_failure",
+                            suggested=f"the provider's proxy is broken: {known.source}")
+        if isinstance(failure, HealthChecked):
+            # A check is our own request: its 400 can't be the caller's fault.
+            return _verdict(v, category="proxy_error", severity="high", action="fallback",
+                            cooldown_s=cd.server_error, suggested="the provider refuses a minimal request")
         return _verdict(v, category="invalid_request", severity="low", action="return",
                         cooldown_s=0, penalize=False, suggested="fix the request")
     if status in (500, 502):

@@ -75,6 +75,19 @@ def failed(status: int | None = None, *, kind: str = "http", attempt: int = 1, *
         pytest.param(failed(kind="bad_response"), "bad_response", "fallback", 120, True, id="garbage"),
         pytest.param(failed(kind="stream_stall"), "timeout", "fallback", 120, True, id="stream-stall"),
         pytest.param(failed(418), "client_error", "fallback", 300, True, id="odd-4xx"),
+        # 400s a proxy in front of the model sends about itself (recorded bodies' messages):
+        pytest.param(failed(400, message="No connected db.", code="400"), "auth_failure", "fallback", 1800, True,
+                     id="litellm-no-connected-db"),
+        pytest.param(failed(400, message="/chat/completions: Invalid model name passed in model=groq-missing."
+                                         " Call `/v1/models` to view available models for your key."),
+                     "model_not_found", "fallback", 600, True, id="litellm-invalid-model"),
+        pytest.param(failed(400, message="litellm.BadRequestError: LLM Provider NOT provided. Pass in the LLM"
+                                         " provider you are trying to call. You passed model=groq-70b"),
+                     "proxy_error", "fallback", 300, True, id="litellm-no-provider"),
+        pytest.param(failed(400, message="No endpoints found for minimax/minimax-m2.1:free."),
+                     "model_not_found", "fallback", 600, True, id="openrouter-no-endpoints"),
+        pytest.param(failed(400, message="'messages[1].role': expected one of system, user"), "invalid_request",
+                     "return", 0, False, id="400-naming-a-field"),
     ],
 )
 def test_decision_matrix(failure: AttemptFailed, category: str, action: str, cooldown: float,
@@ -403,3 +416,23 @@ def test_percentile_nearest_rank() -> None:
     values = [float(v) for v in range(1, 101)]
     assert (percentile(values, 50), percentile(values, 95), percentile(values, 99)) == (50.0, 95.0, 99.0)
     assert percentile([], 50) is None
+
+
+@pytest.mark.parametrize(("tier", "category"), [
+    pytest.param("full", "auth_failure", id="full-check-no-connected-db"),
+    pytest.param("api", "auth_failure", id="api-check-no-connected-db"),
+])
+def test_a_health_check_meeting_a_proxy_400_takes_the_provider_out(tier: str, category: str) -> None:
+    """A full or api check that gets LiteLLM's own 400 is a provider fault, not a client's."""
+    check = HealthChecked(at=T0, provider="a", tier=tier, ok=False, kind="http", status=400,  # type: ignore[arg-type]
+                          message="No connected db.")
+    verdict = classify(check, config().routing)
+    assert (verdict.category, verdict.penalize, verdict.check) == (category, True, tier)
+
+
+def test_any_400_to_an_api_check_is_the_providers() -> None:
+    """The api check is our own one-token request: a 400 to it can't be the caller's fault."""
+    check = HealthChecked(at=T0, provider="a", tier="api", ok=False, kind="http", status=400,
+                          message="something odd")
+    verdict = classify(check, config().routing)
+    assert (verdict.category, verdict.action, verdict.penalize) == ("proxy_error", "fallback", True)
