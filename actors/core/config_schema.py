@@ -87,6 +87,7 @@ class RoutingConfig(_Section, frozen=True, kw_only=True):
     stable_period_s: NonNegative = 600
     server_error_retries: Annotated[int, msgspec.Meta(ge=0)] = 1
     rate_limit_max_wait_s: NonNegative = 10
+    retry_after_wait_s: NonNegative = 3  # a 429/503 asking for <= this: wait, retry the same provider
     stream_idle_timeout_s: Positive = 10
     last_resort: bool = True
     cooldown_s: CooldownConfig = CooldownConfig()

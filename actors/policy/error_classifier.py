@@ -106,9 +106,12 @@ def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> E
     if status == 402:
         return _verdict(v, category="quota_exhausted", severity="critical", action="fallback",
                         cooldown_s=cd.auth_failure, suggested="add credits at the provider")
+    # A short Retry-After on the provider the priority order prefers is worth waiting for, once:
+    # the second 429 on it in one request falls over (a persistent 429 is never hammered).
+    short = retry_after is not None and 0 < retry_after <= policy.retry_after_wait_s and attempt <= 1
     if status == 429:
         cooldown = retry_after if retry_after is not None and retry_after > 0 else cd.rate_limit
-        return _verdict(v, category="rate_limit", severity="medium", action="fallback",
+        return _verdict(v, category="rate_limit", severity="medium", action="retry" if short else "fallback",
                         cooldown_s=cooldown, retry_after=retry_after,
                         suggested="lower the request rate or add a provider")
     if status == 404:
@@ -139,6 +142,10 @@ def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> E
         return _verdict(v, category="server_error", severity="high", action="fallback",
                         cooldown_s=cd.server_error)
     if status in (503, 529):
+        if short:  # overloaded for a moment, as it says: like a short 429
+            assert retry_after is not None
+            return _verdict(v, category="service_unavailable", severity="medium", action="retry",
+                            cooldown_s=retry_after, retry_after=retry_after)
         return _verdict(v, category="service_unavailable", severity="high", action="fallback",
                         cooldown_s=cd.service_unavailable, retry_after=retry_after)
     if status >= 500:

@@ -274,6 +274,7 @@ class _Plan:
         self._blocked: dict[str, float] = {}
         self._tries: dict[str, int] = {}
         self._retry: str | None = None
+        self._retry_at = 0.0
         self._fallback_from: _Fallback | None = None
         #: Providers this request tried although routing had them down (see the module doc).
         self.last_resort: set[str] = set()
@@ -287,6 +288,8 @@ class _Plan:
         if len(self.log) < routing.max_attempts:
             if self._retry is not None:
                 name = self._retry
+                if self._retry_at > path.clock.now():
+                    await path.clock.sleep_until(self._retry_at)
             else:
                 name, spare = await path._pick(self.serving, self._blocked, self.deadline)
                 if name is not None and spare:
@@ -316,9 +319,15 @@ class _Plan:
         self.changed = self.changed or report.action not in ("return", "next")
         if report.action == "return":
             raise UpstreamRejectedError(name, failure.status or 400, failure.message, failure.body)
-        if report.action == "retry" and self.path.clock.now() < self.deadline:
-            self._retry = name
-            return
+        if report.action == "retry":
+            wait = failure.retry_after_s or 0.0
+            if self.path.clock.now() + wait < self.deadline:
+                self._retry, self._retry_at = name, self.path.clock.now() + wait
+                if wait:
+                    # Routing has it cooling for the wait it asked for; this request goes back
+                    # to it then, and an answer is the evidence that restores it (as a last resort's).
+                    self.last_resort.add(name)
+                return
         now = self.path.clock.now()
         self._blocked[name] = now + report.cooldown_s if report.cooldown_s > 0 else math.inf
         self._fallback_from = _Fallback(name, report.category, report.message.message[:200])
