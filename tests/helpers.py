@@ -191,7 +191,10 @@ def make_config(tmp_path: Path, *fakes: FakeUpstream, health: dict[str, Any] | N
         {
             "state": {"path": str(tmp_path / "state.db")},
             "routing": routing,
-            "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
+            # Early recovery probes off: these tests time the cooldown's own probe (tests of the
+            # early ones turn them on).
+            "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0,
+                                 "probe_min_interval_s": 0},
             "providers": [
                 {"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},
                  "priority": i + 1, "timeout_s": 30}

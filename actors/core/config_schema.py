@@ -100,7 +100,8 @@ class HealthConfig(_Section, frozen=True, kw_only=True):
     full_timeout_s: Positive = 10
     api_interval_s: NonNegative = 300
     api_timeout_s: Positive = 15
-    probe_tier: Tier = "api"
+    probe_tier: Tier = "api"  # the check for a failure with no cheaper proof of recovery
+    probe_min_interval_s: NonNegative = 5  # re-check one out of routing this soon, then x2 (0: at the end)
 
     def timeout_of(self, tier: Tier) -> float:
         """How long a check of ``tier`` may take."""

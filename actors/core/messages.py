@@ -32,6 +32,7 @@ from actors.core.availability import Availability
 from actors.core.states import Action, Category, FailureKind, ProviderState, Severity, Tier
 
 __all__ = (
+    "ADDED_FIELDS",
     "DECISION_TYPES",
     "INPUT_TYPES",
     "SCHEMA_VERSION",
@@ -73,7 +74,13 @@ __all__ = (
 #: (were the ``probe_failed:<category>`` reason).
 #: 4: timers that decide are logged as they fire (``timer_fired``), so replay
 #: uses the time they really fired at instead of their deadline.
-SCHEMA_VERSION = 4
+#: 5: ``ProviderStateChanged.cooldown_since`` and ``ProbeRequested.tier`` (early,
+#: evidence-driven recovery probes); a log from before has neither.
+SCHEMA_VERSION = 5
+
+#: Decision fields a version added: replay of an older log does not compare them
+#: (the recorded decision could not carry them).
+ADDED_FIELDS: dict[int, frozenset[str]] = {5: frozenset({"cooldown_since", "tier"})}
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every message. ``at`` is the clock time it happened."""
@@ -109,6 +116,8 @@ class ProviderView(msgspec.Struct, frozen=True, kw_only=True):
     detail: str = ""
     #: When the probe now in flight was asked for (state ``probing``): its answer is due by then + timeout.
     probing_since: float | None = None
+    #: When the current cooldown began: recovery probes come at set times after it.
+    cooldown_since: float | None = None
 
 
 # ---------------------------------------------------------------- inputs
@@ -237,6 +246,8 @@ class ProviderStateChanged(Message, frozen=True, kw_only=True, tag="provider_sta
     cause: Category | None = None
     #: True when the move came from a half-open probe's answer.
     probe: bool = False
+    #: When the current cooldown began (see ProviderView.cooldown_since).
+    cooldown_since: float | None = None
 
 
 class ProbeRequested(Message, frozen=True, kw_only=True, tag="probe_requested"):
@@ -244,6 +255,8 @@ class ProbeRequested(Message, frozen=True, kw_only=True, tag="probe_requested"):
 
     provider: str
     reason: str = "cooldown_expired"
+    #: The check to run: the cheapest that can prove recovery from the failure (None: the probe_tier).
+    tier: Tier | None = None
 
 
 class RestoreProvider(Message, frozen=True, kw_only=True, tag="restore_provider"):

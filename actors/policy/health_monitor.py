@@ -101,7 +101,7 @@ class HealthMonitor(Actor[HealthInbox]):
             case ProbeRequested():
                 probe = (message.provider, "probe")
                 if probe not in self._in_flight:
-                    tier = self.health.probe_tier
+                    tier = message.tier or self.health.probe_tier
                     self._in_flight[probe] = now + self.health.timeout_of(tier) + _MARGIN_S
                     out.append(CheckDue(at=now, provider=message.provider, tier=tier, probe=True))
             case ProviderStateChanged():

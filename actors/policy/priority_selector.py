@@ -64,6 +64,7 @@ class _Record:
     down_since: float | None = None
     detail: str = ""
     probing_since: float | None = None
+    cooldown_since: float | None = None
 
     def view(self) -> ProviderView:
         return ProviderView(
@@ -78,6 +79,7 @@ class _Record:
             down_since=self.down_since,
             detail=self.detail,
             probing_since=self.probing_since,
+            cooldown_since=self.cooldown_since,
         )
 
 
@@ -126,6 +128,7 @@ class PrioritySelector(Actor[SelectorInbox]):
                 rec.last_error = old.last_error
                 rec.healthy_since = old.healthy_since
                 rec.down_since = old.down_since
+                rec.cooldown_since = old.cooldown_since
                 if exact:
                     rec.detail, rec.probing_since = old.detail, old.probing_since
                     self._records[p.name] = rec
@@ -165,6 +168,7 @@ class PrioritySelector(Actor[SelectorInbox]):
             rec.healthy_since = now
             rec.down_since = None
             rec.cooldown_until = None
+            rec.cooldown_since = None
         elif old in USABLE_STATES and new not in USABLE_STATES:
             rec.healthy_since = None
         out.append(
@@ -179,6 +183,7 @@ class PrioritySelector(Actor[SelectorInbox]):
                 cooldown_level=rec.cooldown_level,
                 cause=cause,
                 probe=probe,
+                cooldown_since=rec.cooldown_since,
             )
         )
 
@@ -204,6 +209,8 @@ class PrioritySelector(Actor[SelectorInbox]):
             duration = self._grown(base, level)
         if growing and self._grown(base, rec.cooldown_level) < self.policy.max_cooldown_s:
             rec.cooldown_level += 1  # once at the cap, the level stops growing (and can't overflow)
+        if growing:
+            rec.cooldown_since = now  # a new cooldown: its recovery probes are timed from here
         until = now + duration
         if rec.cooldown_until is None or rec.cooldown_until < until:
             rec.cooldown_until = until
@@ -211,6 +218,16 @@ class PrioritySelector(Actor[SelectorInbox]):
     def _on_failure(
         self, rec: _Record, verdict: ErrorClassified, now: float, out: list[Message], *, probe: bool
     ) -> None:
+        early = probe and rec.probing_since is not None and rec.cooldown_until is not None \
+            and rec.probing_since < rec.cooldown_until
+        if early:
+            # A probe before the cooldown's end found it still broken: nothing new is known. It
+            # goes back to where it was, its cooldown neither grown nor extended, nothing counted.
+            threshold = self.policy.failure_threshold
+            back: ProviderState = "unhealthy" if rec.failure_count >= threshold else "cooldown"
+            self._move(rec, back, f"probe_failed:{verdict.category}", now, out, cause=verdict.category,
+                       probe=True)
+            return
         rec.failure_count += 1
         retry_at = None
         if verdict.category == "rate_limit":

@@ -2,14 +2,19 @@
 
 Takes in: :class:`ProviderStateChanged` (from the selector) and
 :class:`HealthChecked` (from the health monitor).
-Puts out: :class:`ProbeRequested` when a cooldown ends, :class:`RestoreProvider`
-when a probe succeeds (or a provider cooling down after connection errors
-answers its health check again), and :class:`ProviderRecovered` with the
-downtime when a provider is healthy again.
-Owns: the cooldown timers and which provider has a probe in flight.
+Puts out: :class:`ProbeRequested` on a backing-off schedule while a provider
+is out of routing (``health.probe_min_interval_s`` after its cooldown began,
+then 2x, 4x... the interval, never before a 429's Retry-After) and when its
+cooldown ends, each with the cheapest check that can prove recovery from its
+failure (ping after connection errors, an authenticated model list after
+auth errors, else the ``probe_tier``); :class:`RestoreProvider` when a probe
+succeeds (or a provider cooling down after connection errors answers its
+health check again); :class:`ProviderRecovered` with the downtime.
+Owns: the probe schedule and which provider has a probe in flight; all of it
+follows from the selector's published views, so a checkpoint restores it.
 Promises: exactly one probe in flight per provider (half-open); a probe whose
 answer never comes is asked again after the probe timeout; no user request is
-ever used as a probe.
+ever used as a probe; the first passing probe brings traffic back at once.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from typing import ClassVar, assert_never
 
 from actors.core.actor import Actor
 from actors.core.clock import Clock
+from actors.core.config import HealthConfig
 from actors.core.messages import (
     HealthChecked,
     Message,
@@ -30,9 +36,35 @@ from actors.core.messages import (
     RoutingSnapshot,
     Tick,
 )
-from actors.core.states import DOWN_STATES, Category, ProviderState
+from actors.core.states import DOWN_STATES, Category, ProviderState, Tier
 
-__all__ = ("RecoveryInbox", "RecoveryManager")
+__all__ = ("RecoveryInbox", "RecoveryManager", "probe_times")
+
+
+# Snapshots carry every provider's full state: a restart after a crash, or a
+# message lost with it, is made good by the next snapshot.
+RecoveryInbox = ProviderStateChanged | HealthChecked | RoutingSnapshot | Tick
+
+
+#: The cheapest check that can prove recovery from each failure (others: the configured probe_tier).
+_PROOF: dict[Category, Tier] = {
+    "connection_error": "ping",  # it answers HTTP again
+    "auth_failure": "full",  # an authenticated model list passes: the key works again
+    "quota_exhausted": "full",
+}
+#: No early probe for these: the provider said when to come back (Retry-After, a rate-limit reset).
+_WAIT_FOR_END: frozenset[Category] = frozenset({"rate_limit"})
+
+
+def probe_times(since: float, interval: float, until: float) -> list[float]:
+    """The early recovery probes of a cooldown: since + interval x (1, 3, 7, 15...), before ``until``."""
+    out: list[float] = []
+    step, at = interval, since + interval
+    while interval > 0 and at < until and len(out) < 64:
+        out.append(at)
+        step *= 2
+        at += step
+    return out
 
 
 @dataclass
@@ -41,23 +73,13 @@ class _Watch:
     cooldown_until: float | None = None
     category: Category | None = None
     down_since: float | None = None
+    cooldown_since: float | None = None
     probe_deadline: float | None = None  # set while a probe is in flight
-
-    def due(self) -> float | None:
-        if self.probe_deadline is not None:
-            return self.probe_deadline
-        if self.state in ("cooldown", "unhealthy"):
-            return self.cooldown_until if self.cooldown_until is not None else 0.0
-        return None
-
-
-# Snapshots carry every provider's full state: a restart after a crash, or a
-# message lost with it, is made good by the next snapshot.
-RecoveryInbox = ProviderStateChanged | HealthChecked | RoutingSnapshot | Tick
+    next_early: float | None = None  # the next probe before the cooldown's end
 
 
 class RecoveryManager(Actor[RecoveryInbox]):
-    """Brings providers back: probe at the end of each cooldown, restore on success."""
+    """Brings providers back: re-checks on a backing-off schedule and at each cooldown's end."""
 
     name: ClassVar[str] = "recovery_manager"
     accepts: ClassVar[tuple[type[Message], ...]] = Actor.inbox_types(RecoveryInbox)
@@ -67,29 +89,48 @@ class RecoveryManager(Actor[RecoveryInbox]):
         self,
         providers: tuple[ProviderView, ...],
         *,
-        probe_timeout_s: float,
+        health: HealthConfig,
         clock: Clock,
     ) -> None:
         super().__init__(clock=clock)
-        self.probe_timeout_s = probe_timeout_s
-        # A probe in flight (a checkpoint's "probing") is due back when it would have been live.
-        self._watches = {
-            p.name: _Watch(
-                state=p.state,
-                cooldown_until=p.cooldown_until,
-                category=p.last_error.category if p.last_error else None,
-                down_since=p.down_since,
-                probe_deadline=self._probe_due(p.probing_since) if p.state == "probing" else None,
-            )
-            for p in providers
-        }
+        self.health = health
+        now = clock.now()
+        self._watches: dict[str, _Watch] = {}
+        for p in providers:
+            w = _Watch(state=p.state, cooldown_until=p.cooldown_until,
+                       category=p.last_error.category if p.last_error else None,
+                       down_since=p.down_since, cooldown_since=p.cooldown_since)
+            if p.state == "probing":  # a checkpoint's probe in flight is due back when it was live
+                w.probe_deadline = self._probe_due(p.probing_since, w)
+            self._watches[p.name] = w
+            self._schedule(w, now)
 
-    def _probe_due(self, asked_at: float | None) -> float | None:
+    def _tier(self, w: _Watch) -> Tier:
+        return _PROOF.get(w.category, self.health.probe_tier) if w.category else self.health.probe_tier
+
+    def _probe_due(self, asked_at: float | None, w: _Watch) -> float | None:
         # Leave room for the prober's own timeout before asking again.
-        return None if asked_at is None else asked_at + self.probe_timeout_s + 5.0
+        return None if asked_at is None else asked_at + self.health.timeout_of(self._tier(w)) + 5.0
+
+    def _schedule(self, w: _Watch, now: float) -> None:
+        """The next early probe after ``now`` (a pure function of the watch: a checkpoint restores it)."""
+        w.next_early = None
+        if (w.state not in ("cooldown", "unhealthy") or w.cooldown_since is None or w.cooldown_until is None
+                or w.category in _WAIT_FOR_END):
+            return
+        w.next_early = next((at for at in probe_times(w.cooldown_since, self.health.probe_min_interval_s,
+                                                      w.cooldown_until) if at > now), None)
+
+    def _due(self, w: _Watch) -> float | None:
+        if w.probe_deadline is not None:
+            return w.probe_deadline
+        if w.state in ("cooldown", "unhealthy"):
+            end = w.cooldown_until if w.cooldown_until is not None else 0.0
+            return end if w.next_early is None else min(w.next_early, end)
+        return None
 
     def next_deadline(self) -> float | None:
-        return min((d for w in self._watches.values() if (d := w.due()) is not None), default=None)
+        return min((d for w in self._watches.values() if (d := self._due(w)) is not None), default=None)
 
     def handle(self, message: RecoveryInbox, now: float) -> list[Message]:
         match message:
@@ -100,35 +141,43 @@ class RecoveryManager(Actor[RecoveryInbox]):
             case HealthChecked():
                 return self._on_health(message, now)
             case RoutingSnapshot():
-                self._reconcile(message.providers)
+                self._reconcile(message.providers, now)
                 return []
             case _:
                 assert_never(message)
 
-    def _reconcile(self, views: tuple[ProviderView, ...]) -> None:
+    def _reconcile(self, views: tuple[ProviderView, ...], now: float) -> None:
         for view in views:
             w = self._watches.get(view.name)
             if w is None:
                 continue
             if view.state in DOWN_STATES and view.last_error is not None:
                 w.category = view.last_error.category  # the latest failure, as a checkpoint would have it
-            if (w.state, w.cooldown_until) == (view.state, view.cooldown_until):
+            if (w.state, w.cooldown_until, w.cooldown_since) == (view.state, view.cooldown_until,
+                                                                 view.cooldown_since):
                 continue
-            w.state, w.cooldown_until = view.state, view.cooldown_until
+            w.state, w.cooldown_until, w.cooldown_since = view.state, view.cooldown_until, view.cooldown_since
             if view.state in DOWN_STATES:
                 w.down_since = w.down_since if w.down_since is not None else view.down_since
             if view.state in ("cooldown", "unhealthy"):
                 w.probe_deadline = None
+            self._schedule(w, now)
 
     def _on_tick(self, now: float) -> list[Message]:
         out: list[Message] = []
         for name, w in self._watches.items():
-            due = w.due()
+            due = self._due(w)
             if due is None or due > now:
                 continue
-            reason = "probe_timed_out" if w.probe_deadline is not None else "cooldown_expired"
-            w.probe_deadline = self._probe_due(now)
-            out.append(ProbeRequested(at=now, provider=name, reason=reason))
+            if w.probe_deadline is not None:
+                reason = "probe_timed_out"
+            elif w.cooldown_until is not None and now < w.cooldown_until:
+                reason = "recheck"  # an early probe: it may have healed before its cooldown ends
+            else:
+                reason = "cooldown_expired"
+            w.probe_deadline = self._probe_due(now, w)
+            w.next_early = None
+            out.append(ProbeRequested(at=now, provider=name, reason=reason, tier=self._tier(w)))
         return out
 
     def _on_state(self, change: ProviderStateChanged, now: float) -> list[Message]:
@@ -137,6 +186,7 @@ class RecoveryManager(Actor[RecoveryInbox]):
             return []
         w.state = change.new
         w.cooldown_until = change.cooldown_until
+        w.cooldown_since = change.cooldown_since
         if change.new in DOWN_STATES:
             if change.cause is not None:
                 w.category = change.cause
@@ -152,6 +202,7 @@ class RecoveryManager(Actor[RecoveryInbox]):
         if change.new not in DOWN_STATES:
             w.down_since = None
             w.probe_deadline = None
+        self._schedule(w, now)
         return []
 
     def _on_health(self, check: HealthChecked, now: float) -> list[Message]:

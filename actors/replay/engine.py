@@ -19,6 +19,7 @@ from actors.core.actor import Actor
 from actors.core.clock import VirtualClock
 from actors.core.config import Config
 from actors.core.messages import (
+    ADDED_FIELDS,
     DECISION_TYPES,
     ActorRestarted,
     LoggedMessage,
@@ -152,7 +153,10 @@ class Run:
         self.inputs = 0
         self.tally = Tally()
         #: The log has its timer firings as inputs (schema 4 on): replay fires none of its own.
-        self.timers_logged = (log.header.migrated_from or log.header.schema_version) >= 4
+        written = log.header.migrated_from or log.header.schema_version
+        self.timers_logged = written >= 4
+        #: Decision fields added after the log was written: not compared.
+        self.unseen = frozenset().union(*(f for v, f in ADDED_FIELDS.items() if v > written))
 
     def begin(self, start: SupervisorStarted | StateSnapshot) -> Engine:
         self.engine = Engine(self.config, start, self.lost)
@@ -183,11 +187,17 @@ class Run:
                                          got=got)  # type: ignore[arg-type]
 
     def same(self, a: Message, b: Message) -> bool:
-        """Equal, or (for a migrated log) equal with times within the tolerance."""
+        """Equal, or (for a migrated log) equal with times within the tolerance and new fields aside."""
         if a == b:
             return True
-        if not self.tolerance or type(a) is not type(b):
+        if type(a) is not type(b) or not (self.tolerance or self.unseen):
             return False
+        if self.unseen:
+            a = msgspec.structs.replace(a, **{f: getattr(b, f) for f in self.unseen if hasattr(a, f)})
+            if a == b:
+                return True
+            if not self.tolerance:
+                return False
         da, db = msgspec.to_builtins(a), msgspec.to_builtins(b)
         for key in da.keys() | db.keys():
             x, y = da.get(key), db.get(key)

@@ -65,6 +65,11 @@ class EventLog(msgspec.Struct, kw_only=True):
 def replay_config(data: dict[str, Any], configured: Iterable[str] | None, *, source: str) -> Config:
     """Rebuild a config from its public form; ``configured`` providers get a placeholder key."""
     names = set(configured) if configured is not None else None
+    # A key the recorded config lacks did not exist when it ran: its behaviour was the one the key's
+    # "off" value gives, not today's default (early recovery probes came with probe_min_interval_s).
+    health = data.get("health")
+    if isinstance(health, dict) and "probe_min_interval_s" not in health:
+        data = {**data, "health": {**health, "probe_min_interval_s": 0}}
     env = {
         p["api_key_env"]: "replay"
         for p in data.get("providers", ())
@@ -120,7 +125,13 @@ def _from_v3(line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
-MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {1: _from_v1, 2: _from_v2, 3: _from_v3}
+def _from_v4(line: dict[str, Any]) -> dict[str, Any]:
+    """Schema 4 -> 5: the new fields keep their defaults (replay does not compare them: ADDED_FIELDS)."""
+    return line
+
+
+MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
+    1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}
 
 
 def _lines(source: str | os.PathLike[str] | Iterable[str | bytes]) -> Iterator[bytes]:

@@ -40,7 +40,10 @@ def incident_config(state: Path, fakes: dict[str, FakeUpstream], *, health: dict
     return parse_config(
         {
             "state": {"path": str(state)},
-            "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
+            # Early recovery probes off: these tests time the cooldown's own probe (tests of the
+            # early ones turn them on).
+            "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0,
+                                 "probe_min_interval_s": 0},
             "providers": [
                 {"name": name, "base_url": f.base_url, "models": {"chat": f"{name}-model"},
                  "api_key_env": f"{name.upper()}_KEY", "priority": i + 1, "timeout_s": 30}
@@ -89,6 +92,7 @@ async def rate_limit_storm(sup: Supervisor, clock: VirtualClock, f: dict[str, Fa
 async def invalid_key(sup: Supervisor, clock: VirtualClock, f: dict[str, FakeUpstream]) -> None:
     """The primary's key is wrong: 401, a long cooldown, a probe that fails again, capped growth."""
     f["litellm"].set_default(error(401, "Invalid API Key", code="invalid_api_key"))
+    f["litellm"].set_health(error(401, "Invalid API Key", code="invalid_api_key"))  # its /models too
     assert (await sup.chat(HI)).provider == "kilocode"
     await clock.advance(1801)
     await sup.wait_for_state("litellm", "cooldown")

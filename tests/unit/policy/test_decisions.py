@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from actors.core.clock import VirtualClock
-from actors.core.config import Config, parse_config
+from actors.core.config import Config, HealthConfig, parse_config
 from actors.core.messages import (
     AttemptFailed,
     AttemptSucceeded,
@@ -276,7 +276,7 @@ def test_state_change_publishes_a_snapshot() -> None:
 
 def recovery() -> RecoveryManager:
     sel = selector()
-    return RecoveryManager(sel.snapshot(T0).providers, probe_timeout_s=15, clock=VirtualClock(T0))
+    return RecoveryManager(sel.snapshot(T0).providers, health=HealthConfig(), clock=VirtualClock(T0))
 
 
 def into_cooldown(rec: RecoveryManager, until: float, reason: Category = "service_unavailable") -> None:
