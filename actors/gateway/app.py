@@ -165,10 +165,13 @@ async def _readyz(request: web.Request) -> web.StreamResponse:
 
 
 async def _status(request: web.Request) -> web.StreamResponse:
-    return json_response(request.app[SUPERVISOR].status())
+    supervisor = request.app[SUPERVISOR]
+    await supervisor.refresh()
+    return json_response(supervisor.status())
 
 
 async def _metrics(request: web.Request) -> web.StreamResponse:
+    await request.app[SUPERVISOR].refresh()
     text = generate_latest(request.app[_REGISTRY])
     return web.Response(body=text, headers={"Content-Type": CONTENT_TYPE_LATEST})
 

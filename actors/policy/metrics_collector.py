@@ -114,6 +114,7 @@ class MetricsCollector(Actor[MetricsInbox]):
         fallback_times: Iterable[float] = (),
         recovery_times: Iterable[float] = (),
         states: Mapping[str, ProviderState] | None = None,
+        publish_interval_s: float = 1.0,
     ) -> None:
         super().__init__(clock=clock, inbox_size=8192)
         restored = restored or {}
@@ -135,6 +136,8 @@ class MetricsCollector(Actor[MetricsInbox]):
         self._fallbacks_total = dict(fallbacks_total or {})
         self._recoveries: deque[float] = deque(recovery_times, maxlen=1000)
         self._changed = False  # since the last published snapshot
+        self.publish_interval_s = publish_interval_s
+        self._published: float | None = None  # when the last snapshot went out
 
     def handle(self, message: MetricsInbox, now: float) -> list[Message]:
         match message:
@@ -171,15 +174,21 @@ class MetricsCollector(Actor[MetricsInbox]):
                     agg.availability = advance(agg.availability, message.new, message.at)
                     self._dirty.add(message.provider)
             case Sync():
-                self._dirty.update(self._aggs)  # a fresh snapshot of everything, read out now
+                self._dirty.update(self._aggs)  # a fresh snapshot of everything, read out now:
+                return [self.snapshot(now)]  # published before the asker hears back
             case _:
                 assert_never(message)
         return []
 
     def idle(self, now: float) -> list[Message]:
-        """With the inbox drained: publish a snapshot if anything changed since the last one."""
+        """With the inbox drained: publish what changed, at most every ``publish_interval_s``.
+
+        Readers that need it fresher ask for it (a :class:`Sync`: the supervisor's ``refresh()``).
+        """
         if not self._changed and not self._dirty:
             return []
+        if self._published is not None and now < self._published + self.publish_interval_s:
+            return []  # soon: the next burst, or the supervisor's periodic refresh, publishes it
         return [self.snapshot(now)]
 
     def snapshot(self, now: float) -> MetricsSnapshot:
@@ -188,6 +197,7 @@ class MetricsCollector(Actor[MetricsInbox]):
         Called in this actor's own task (from :meth:`idle`), by the supervisor
         at shutdown after the actors stopped, and by replay on its own actors.
         """
+        self._published = now
         for name in self._dirty:
             self._views[name] = self._aggs[name].view(now)
         self._dirty.clear()

@@ -61,6 +61,19 @@ class Control:
         if not await self.store.commit():
             log.warning("the state file did not commit within 5 s; answering anyway")
 
+    async def refresh(self) -> None:
+        """Bring the metrics snapshot up to now (it is otherwise published at most every second).
+
+        Asks the collector for one (it answers after publishing it); readers
+        that show counts a caller just caused (``/status``, ``/metrics``) call it first.
+        """
+        if self._closing or "metrics_collector" not in self.actors:
+            return
+        try:
+            await self.actors["metrics_collector"].ask(Sync(at=self.clock.now()), wait_s=5)
+        except (SupervisorClosedError, TimeoutError):
+            return  # a stale snapshot is better than no answer
+
     async def _admin(self, name: str, command: DisableProvider | EnableProvider) -> str:
         if self.config.provider(name) is None:
             raise UnknownProviderError(name, [p.name for p in self.config.providers])

@@ -154,6 +154,7 @@ class Supervisor(Control):
         for actor in actors.all():
             await tg.start(self._supervise, actor)
         await tg.start(self._supervise, prober)
+        tg.start_soon(self._refresh_every, 1.0)
         for name, view in ((v.name, v) for v in snapshot.providers):
             if view.state == "unconfigured":
                 log.debug("provider %s is unconfigured: %s", name, view.detail)
@@ -191,6 +192,13 @@ class Supervisor(Control):
             actor.close()
         if self._prober is not None:
             self._prober.close()
+
+    async def _refresh_every(self, interval_s: float) -> None:
+        """Ask for a metrics snapshot every ``interval_s`` (the collector publishes at most that often
+        by itself), so the store persists the last burst's counts even when no more traffic comes."""
+        while not self._closing:
+            await self.clock.sleep_until(self.clock.now() + interval_s)
+            await self.refresh()
 
     async def _supervise(
         self, actor: Actor[Any] | Prober, *, task_status: TaskStatus[None] = anyio.TASK_STATUS_IGNORED

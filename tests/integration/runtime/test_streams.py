@@ -39,6 +39,7 @@ async def test_a_stream_that_ends_after_its_finish_reason_without_done_is_comple
         await settle()
         assert (text, provider) == (TEXT, "a")
         assert sup.state_of("a") == "healthy"
+        await sup.refresh()
         assert sup.status()["providers"]["a"]["metrics"]["requests_failed"] == 0
 
 
@@ -50,6 +51,7 @@ async def test_one_malformed_event_is_skipped_and_counted(tmp_path: Path) -> Non
         await settle()
         assert (text, provider) == (TEXT, "a")
         assert sup.state_of("a") == "healthy"
+        await sup.refresh()
         assert sup.status()["providers"]["a"]["metrics"]["bad_chunks"] == 1
 
 

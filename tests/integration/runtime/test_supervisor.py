@@ -336,6 +336,7 @@ async def test_failback_after_probe(tmp_path: Path) -> None:
         await clock.advance(2)
         await sup.wait_for_state("a", "healthy")
         assert (await sup.chat(HI)).provider == "a"
+        await sup.refresh()
         assert sup.status()["avg_recovery_time_seconds"] == 600.0
 
 
@@ -490,6 +491,7 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
             await clock.advance(600)  # probe fails: cooldown level 2, 1200 s
             await sup.wait_for_state("a", "cooldown")
             before = next(v for v in sup.routing.providers if v.name == "a")
+            await sup.refresh()
             metrics_before = sup.status()["providers"]["b"]["metrics"]
         assert before.state == "cooldown"
         assert before.cooldown_level == 2
@@ -497,7 +499,9 @@ async def test_state_survives_a_restart(tmp_path: Path) -> None:
             after = next(v for v in sup.routing.providers if v.name == "a")
             assert (after.state, after.cooldown_until, after.failure_count, after.cooldown_level) == (
                 before.state, before.cooldown_until, before.failure_count, before.cooldown_level)
+            await sup.refresh()
             assert sup.status()["providers"]["b"]["metrics"]["requests_total"] == metrics_before["requests_total"]
+            await sup.refresh()
             assert sup.status()["fallback_events_last_24h"] == 1
             calls = a.completions
             assert (await sup.chat(HI)).provider == "b"
@@ -549,6 +553,7 @@ async def test_uptime_is_the_share_of_time_usable_not_of_requests_answered(tmp_p
         for _ in range(3):
             assert (await sup.chat(HI)).provider == "a"
         await settle()
+        await sup.refresh()
         m = sup.status()["providers"]["a"]["metrics"]
         assert m["uptime_percent"] == pytest.approx(100 * (780 - 355) / 780, abs=0.5)
         assert m["uptime_percent_since_start"] == pytest.approx(m["uptime_percent"], abs=0.01)
@@ -570,6 +575,7 @@ async def test_time_the_service_was_stopped_is_not_observed(tmp_path: Path) -> N
         async with Supervisor(config, clock=clock) as sup:
             await clock.advance(200)
             await settle()
+            await sup.refresh()
             m = sup.status()["providers"]["a"]["metrics"]
             assert m["uptime_percent"] == pytest.approx(100 * 300 / 400, abs=0.5)  # the day: 300 s up of 400
             assert m["uptime_percent_since_start"] == 100.0  # this run: never down
