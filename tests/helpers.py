@@ -26,7 +26,7 @@ from actors.core.clock import VirtualClock
 from actors.core.config import Config, parse_config
 from actors.gateway import serve
 from actors.runtime.supervisor import Supervisor
-from actors.testing import FakeUpstream
+from actors.testing import FakeUpstream, error, ok
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = str(REPO / "run.py")
@@ -89,6 +89,16 @@ api_timeout_s = 2
 probe_tier = "{probe_tier}"
 {providers}""")
     return path
+
+
+@asynccontextmanager
+async def primary_and_backup() -> AsyncIterator[tuple[FakeUpstream, FakeUpstream, aiohttp.ClientSession]]:
+    """A primary answering 503, a backup answering "from backup", and a client for the service."""
+    async with FakeUpstream("primary", default=error(503)) as primary, \
+            FakeUpstream("backup", default=ok("from backup")) as backup, \
+            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
+                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+        yield primary, backup, http
 
 
 class Output:

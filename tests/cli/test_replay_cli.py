@@ -7,12 +7,11 @@ import signal
 import sys
 from pathlib import Path
 
-import aiohttp
 import anyio
 import pytest
 
 from actors.edges.store import Store
-from actors.testing import FakeUpstream, error, ok
+from actors.testing import ok
 from tests.helpers import (
     INCIDENTS,
     RUN,
@@ -22,6 +21,7 @@ from tests.helpers import (
     fake_config,
     free_port,
     post_completion,
+    primary_and_backup,
     serve_async,
     status_when,
     wait_ready,
@@ -34,10 +34,7 @@ async def test_a_live_services_log_exports_and_replays_exactly(tmp_path: Path) -
     """Real time, real processes: what the service decided, replay decides too."""
     port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
-    async with FakeUpstream("primary", default=error(503)) as primary, \
-            FakeUpstream("backup", default=ok("from backup")) as backup, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+    async with primary_and_backup() as (primary, backup, http):
         config = fake_config(tmp_path / "config.toml", primary, backup, port)
         async with serve_async(config, output) as process:
             await wait_ready(http, url, process, output)
@@ -71,10 +68,7 @@ async def test_a_live_outage_through_probes_and_failback_replays_exactly(tmp_pat
     """Real clock: cooldown ends, a probe fails, a longer cooldown ends, a probe passes, traffic fails back."""
     port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
-    async with FakeUpstream("primary", default=error(503)) as primary, \
-            FakeUpstream("backup", default=ok("from backup")) as backup, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+    async with primary_and_backup() as (primary, backup, http):
         config = fake_config(tmp_path / "config.toml", primary, backup, port, cooldown_s=1, max_cooldown_s=4)
         async with serve_async(config, output) as process:
             await wait_ready(http, url, process, output)

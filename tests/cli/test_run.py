@@ -37,6 +37,7 @@ from tests.helpers import (
     fake_config,
     free_port,
     post_completion,
+    primary_and_backup,
     serve_async,
     status_when,
     wait_ready,
@@ -245,10 +246,7 @@ async def test_kill_9_keeps_the_cooldown(tmp_path: Path) -> None:
     """After kill -9 the restarted service still skips the cooling-down primary, until the same time."""
     port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
-    async with FakeUpstream("primary", default=error(503)) as primary, \
-            FakeUpstream("backup", default=ok("from backup")) as backup, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+    async with primary_and_backup() as (primary, backup, http):
         config = fake_config(tmp_path / "config.toml", primary, backup, port)
         async with serve_async(config, output) as process:
             await wait_ready(http, url, process, output)
@@ -282,10 +280,7 @@ async def test_a_state_change_the_caller_saw_survives_kill_9_at_once(tmp_path: P
     """kill -9 the instant a fallen-over answer arrives: after restart the primary is still cooling, every time."""
     port, output = free_port(), Output()
     url = f"http://127.0.0.1:{port}"
-    async with FakeUpstream("primary", default=error(503)) as primary, \
-            FakeUpstream("backup", default=ok("from backup")) as backup, \
-            aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True),
-                                  timeout=aiohttp.ClientTimeout(total=10)) as http:
+    async with primary_and_backup() as (primary, backup, http):
         for round_ in range(5):  # bounded: five kills, each right after the answer
             state = tmp_path / f"round{round_}"
             state.mkdir()
