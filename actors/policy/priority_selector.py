@@ -67,20 +67,19 @@ class _Record:
     cooldown_since: float | None = None
 
     def view(self) -> ProviderView:
-        return ProviderView(
-            name=self.name,
-            priority=self.priority,
-            state=self.state,
-            failure_count=self.failure_count,
-            cooldown_until=self.cooldown_until,
-            cooldown_level=self.cooldown_level,
-            last_error=self.last_error,
-            healthy_since=self.healthy_since,
-            down_since=self.down_since,
-            detail=self.detail,
-            probing_since=self.probing_since,
-            cooldown_since=self.cooldown_since,
-        )
+        return ProviderView(**{f: getattr(self, f) for f in _VIEW_FIELDS})
+
+    def restore(self, old: ProviderView, *, exact: bool) -> None:
+        """Take a saved view's state: all of it from a checkpoint; after a restart, not detail or probe."""
+        skip = _KEPT if exact else _KEPT | _RESTART_FORGETS
+        for f in _VIEW_FIELDS:
+            if f not in skip:
+                setattr(self, f, getattr(old, f))
+
+
+_VIEW_FIELDS: tuple[str, ...] = ProviderView.__struct_fields__
+_KEPT = frozenset({"name", "priority"})  # from the config, not the saved state
+_RESTART_FORGETS = frozenset({"detail", "probing_since"})  # a restart re-derives these
 
 
 SelectorInbox = (
@@ -121,16 +120,8 @@ class PrioritySelector(Actor[SelectorInbox]):
             rec = _Record(p.name, p.priority, order, p.configured, p.api_key_env, healthy_since=now)
             old = (restored or {}).get(p.name)
             if old is not None:
-                rec.state = old.state
-                rec.failure_count = old.failure_count
-                rec.cooldown_until = old.cooldown_until
-                rec.cooldown_level = old.cooldown_level
-                rec.last_error = old.last_error
-                rec.healthy_since = old.healthy_since
-                rec.down_since = old.down_since
-                rec.cooldown_since = old.cooldown_since
+                rec.restore(old, exact=exact)
                 if exact:
-                    rec.detail, rec.probing_since = old.detail, old.probing_since
                     self._records[p.name] = rec
                     continue
                 if rec.state == "probing":  # killed with a probe in flight: probe again

@@ -138,7 +138,7 @@ def _as_recorded_config(config: Config, log: EventLog, notes: list[str]) -> Conf
     for p in config.providers:
         was = (p.name in recorded) if recorded is not None else (p.name in in_log or p.configured)
         if was and not p.configured:
-            p = msgspec.structs.replace(p, api_key=Secret("replay"))  # a placeholder: replay calls no one
+            p = msgspec.structs.replace(p, api_key=Secret("replay"))  # a stand-in key: replay calls no one
         elif not was and p.configured:
             notes.append(f"{p.name} was not configured when the log was recorded: it has no recorded"
                          " traffic, so what-if cannot say how it would have answered")

@@ -63,7 +63,7 @@ class EventLog(msgspec.Struct, kw_only=True):
 
 
 def replay_config(data: dict[str, Any], configured: Iterable[str] | None, *, source: str) -> Config:
-    """Rebuild a config from its public form; ``configured`` providers get a placeholder key."""
+    """Rebuild a config from its public form; ``configured`` providers get a stand-in key (unused)."""
     names = set(configured) if configured is not None else None
     # A key the recorded config lacks did not exist when it ran: its behaviour was the one the key's
     # "off" value gives, not today's default (early recovery probes came with probe_min_interval_s).

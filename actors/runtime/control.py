@@ -14,10 +14,18 @@ from actors.core.actor import Actor
 from actors.core.clock import Clock
 from actors.core.config import Config
 from actors.core.errors import SupervisorClosedError, UnknownProviderError
-from actors.core.messages import CheckDue, DisableProvider, EnableProvider, RestoreProvider, Sync
+from actors.core.messages import (
+    CheckDue,
+    DisableProvider,
+    EnableProvider,
+    RestoreProvider,
+    RoutingSnapshot,
+    Sync,
+)
 from actors.core.states import DOWN_STATES
 from actors.edges.prober import Prober
 from actors.edges.store import Store
+from actors.runtime.request import RequestPath
 
 __all__ = ("Control",)
 
@@ -34,12 +42,24 @@ class Control:
     actors: dict[str, Actor[Any]]
     _prober: Prober | None
     _closing: bool
+    _path: RequestPath | None
+    _routing: RoutingSnapshot | None
 
-    def _request_path(self) -> object:
-        raise NotImplementedError
+    def _current_routing(self) -> RoutingSnapshot:
+        assert self._routing is not None
+        return self._routing
+
+    def _request_path(self) -> RequestPath:
+        if self._path is None or self._closing:
+            raise SupervisorClosedError("the supervisor is not running (use 'async with Supervisor(...)')")
+        return self._path
 
     def state_of(self, name: str) -> str:
-        raise NotImplementedError
+        """The provider's current state."""
+        for view in self._current_routing().providers:
+            if view.name == name:
+                return view.state
+        raise UnknownProviderError(name, [p.name for p in self.config.providers])
 
     async def settle(self) -> None:
         """Return once every outcome told so far is decided and the state it changed is committed.

@@ -32,7 +32,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from actors.core.actor import Actor, Bus
 from actors.core.clock import Clock, SystemClock
 from actors.core.config import Config
-from actors.core.errors import InvalidRequestError, SupervisorClosedError, UnknownProviderError
+from actors.core.errors import InvalidRequestError, SupervisorClosedError
 from actors.core.messages import (
     ActorRestarted,
     FallbackTriggered,
@@ -234,10 +234,6 @@ class Supervisor(Control):
                     await self.clock.sleep_until(self.clock.now() + backoff)
 
     # -- snapshots ----------------------------------------------------------
-    def _current_routing(self) -> RoutingSnapshot:
-        assert self._routing is not None
-        return self._routing
-
     def _on_routing(self, message: Message) -> None:
         assert isinstance(message, RoutingSnapshot)
         self._routing = message
@@ -261,11 +257,6 @@ class Supervisor(Control):
                 self.store.save_metrics(name, m, message.at)
 
     # -- the public API -----------------------------------------------------
-    def _request_path(self) -> RequestPath:
-        if self._path is None or self._closing:
-            raise SupervisorClosedError("the supervisor is not running (use 'async with Supervisor(...)')")
-        return self._path
-
     def _body(self, messages: Sequence[dict[str, Any]] | None, model: str | None,
               params: dict[str, Any]) -> dict[str, Any]:
         body = dict(params)
@@ -363,13 +354,6 @@ class Supervisor(Control):
             while (state := self.state_of(name)) not in states:
                 await self._routing_changed.wait()
         return state
-
-    def state_of(self, name: str) -> str:
-        """The provider's current state."""
-        for view in self._current_routing().providers:
-            if view.name == name:
-                return view.state
-        raise UnknownProviderError(name, [p.name for p in self.config.providers])
 
     @staticmethod
     def _log_event(message: Message) -> None:

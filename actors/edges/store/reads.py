@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -25,11 +26,12 @@ _metrics_decoder = msgspec.json.Decoder(ProviderMetrics)
 _HOUR_S = 3600.0
 
 
-class StoreReads:
-    """Queries over the state file (``_fetch`` is the Store's: flush, then read under its lock)."""
+class StoreReads(ABC):
+    """Queries over the state file; the Store supplies ``_fetch`` (flush, then read under its lock)."""
 
+    @abstractmethod
     async def _fetch(self, sql: str, params: Sequence[Any] = ()) -> list[Any]:
-        raise NotImplementedError
+        """Rows of ``sql`` once everything buffered before the call is written."""
 
     async def load_providers(self) -> dict[str, ProviderView]:
         """The last saved state of every provider."""
