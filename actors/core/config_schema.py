@@ -122,6 +122,10 @@ class ProviderConfig(_Section, frozen=True, kw_only=True):
     priority: int = 100
     timeout_s: Positive = 60
     first_token_timeout_s: Positive = 10  # no token by then: fall over (nothing reached the caller yet)
+    #: How a stream broken mid-answer goes on here: true sends the text so far as a trailing
+    #: assistant message (prefill) and streams the rest; false restarts and splices; "auto" is
+    #: true for kinds whose API defines prefill (anthropic) until a model refuses it with a 400.
+    prefill: bool | Literal["auto"] = "auto"
     health_path: str = "/models"
     headers: dict[str, str] = {}
     api_version: str = "2024-10-21"  # azure only

@@ -19,7 +19,8 @@
     │                                  to the caller, no provider is penalised
     ├── AllProvidersFailedError        no provider could answer; ``attempts`` lists each try
     └── StreamInterruptedError         a stream failed after its first chunk reached the
-                                       caller; carries the partial text and the provider
+                                       caller and no provider could go on with it; carries
+                                       the partial text, the provider and why
 
 Between actors a failure travels as data (:class:`~actors.messages.AttemptFailed`),
 never as an exception. These exceptions are for callers.
@@ -153,19 +154,24 @@ class AllProvidersFailedError(FallbackError):
 
 
 class StreamInterruptedError(FallbackError):
-    """Raised when a stream fails after its first chunk reached the caller.
+    """Raised when a stream fails after its first chunk reached the caller and cannot go on.
 
-    Falling back at that point would repeat or contradict text the caller has
-    already seen, so the caller gets the partial text instead of a silent
-    truncation.
+    The request path first continues the answer from the next provider (a
+    prefill, or a restart spliced onto what was sent). This is raised when
+    that is not possible (``reason`` says why: the partial answer holds tool
+    calls, the restart said something else, no provider was left): the
+    caller gets the partial text, never a silent truncation.
     """
 
-    def __init__(self, provider: str, partial_text: str, attempt: Attempt, attempts: int) -> None:
+    def __init__(self, provider: str, partial_text: str, attempt: Attempt, attempts: int,
+                 reason: str = "") -> None:
         self.provider = provider
         self.partial_text = partial_text
         self.attempt = attempt
         self.attempts = attempts
+        self.reason = reason
+        why = f"; {reason}" if reason else ""
         super().__init__(
             f"stream from {provider} failed after {len(partial_text)} characters: "
-            f"{attempt.category}: {attempt.message}"
+            f"{attempt.category}: {attempt.message}{why}"
         )

@@ -49,6 +49,7 @@ __all__ = (
     "LoggedMessage",
     "Message",
     "MetricsSnapshot",
+    "PrefillRefused",
     "ProbeRequested",
     "ProviderMetrics",
     "ProviderRecovered",
@@ -125,6 +126,18 @@ class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
     attempt: int = 1
     stream: bool = False
     last_resort: bool = False
+
+
+class PrefillRefused(Message, frozen=True, kw_only=True, tag="prefill_refused"):
+    """A deployment answered a continuation's assistant prefill with a 400: it restarts and splices instead.
+
+    With ``prefill = "auto"`` the refusal is remembered (the state file's event log) for ``model``.
+    """
+
+    provider: str
+    model: str  # the upstream model that refused
+    request_id: str
+    message: str = ""
 
 
 class HealthChecked(Message, frozen=True, kw_only=True, tag="health_checked"):
@@ -313,6 +326,7 @@ LoggedMessage = (
     AttemptSucceeded
     | AttemptFailed
     | HealthChecked
+    | PrefillRefused
     | FallbackTriggered
     | DisableProvider
     | EnableProvider

@@ -37,19 +37,18 @@ from actors.core.actor import Bus
 from actors.core.clock import Clock
 from actors.core.config import Config, ProviderConfig
 from actors.core.errors import (
-    AllProvidersFailedError,
-    Attempt,
     UnknownModelError,
-    UpstreamRejectedError,
 )
-from actors.core.messages import FallbackTriggered, ProviderView, RoutingSnapshot
-from actors.core.states import DOWN_STATES, TRANSIENT_CATEGORIES, USABLE_STATES, Category
+from actors.core.messages import ProviderView, RoutingSnapshot
+from actors.core.states import DOWN_STATES, TRANSIENT_CATEGORIES, USABLE_STATES
 from actors.edges.providers.base import Adapter, UpstreamFailure
 from actors.runtime.chunks import StreamReader
+from actors.runtime.continuation import Continuation, Part, Segment
 from actors.runtime.outcomes import Reporter
+from actors.runtime.plan import Plan
 from actors.runtime.replies import ChatReply, ChatStream
 
-__all__ = ("Choice", "NextTry", "RequestPath")
+__all__ = ("Choice", "RequestPath")
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,23 +58,6 @@ class Choice:
     best: str | None  # the best usable provider (None: none now)
     soonest: float  # when one may be back (math.inf: never within reach)
     spare: str | None  # a provider down after a transient fault, worth a last-resort try
-
-
-@dataclass(frozen=True, slots=True)
-class NextTry:
-    """The next attempt of a request."""
-
-    name: str
-    provider: ProviderConfig
-    deadline: float  # this attempt's end, on the clock
-    started: float  # time.perf_counter() at its start
-
-
-@dataclass(frozen=True, slots=True)
-class _Fallback:
-    origin: str
-    category: Category
-    reason: str
 
 
 def _may_pass(view: ProviderView, now: float) -> bool:
@@ -101,6 +83,7 @@ class RequestPath:
         snapshot: Callable[[], RoutingSnapshot],
         changed: Callable[[], anyio.Event],
         settle: Callable[[], Awaitable[None]] | None = None,
+        prefill_refused: set[tuple[str, str]] | None = None,
     ) -> None:
         self.config = config
         self.adapters = adapters
@@ -110,6 +93,8 @@ class RequestPath:
                                  settle=settle)
         self._snapshot = snapshot
         self._changed = changed
+        #: (provider, upstream model) pairs that refused a prefill: with prefill = "auto", they splice.
+        self.prefill_refused: set[tuple[str, str]] = prefill_refused if prefill_refused is not None else set()
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self._serving: dict[str, dict[str, ProviderConfig]] = {}
@@ -177,6 +162,12 @@ class RequestPath:
             if self.clock.now() >= deadline:
                 return None, False
 
+    def _plan(self, model: str, *, stream: bool) -> Plan:
+        serving = self.serving(model)
+        return Plan(model=model, request_id=self.new_request_id(), serving=serving,
+                    routing=self.config.routing, clock=self.clock, bus=self.bus, reporter=self.reporter,
+                    pick=self._pick, stream=stream, why_none=lambda: self.no_provider_reason(serving))
+
     # -- reporting ----------------------------------------------------------
     def no_provider_reason(self, serving: Mapping[str, ProviderConfig]) -> str:
         views = {v.name: v for v in self._snapshot().providers}
@@ -191,7 +182,7 @@ class RequestPath:
     # -- the loop ---------------------------------------------------------
     async def complete(self, body: dict[str, Any], model: str) -> ChatReply:
         """One non-streamed chat completion, with failover."""
-        plan = _Plan(self, model, stream=False)
+        plan = self._plan(model, stream=False)
         while True:
             step = await plan.next()
             name, provider, started = step.name, step.provider, step.started
@@ -217,7 +208,8 @@ class RequestPath:
 
     async def open_stream(self, body: dict[str, Any], model: str) -> ChatStream:
         """Connect a streamed completion, failing over until a first chunk arrives."""
-        plan = _Plan(self, model, stream=True)
+        plan = self._plan(model, stream=True)
+        idle = self.config.routing.stream_idle_timeout_s
         while True:
             step = await plan.next()
             name, provider, started = step.name, step.provider, step.started
@@ -245,99 +237,15 @@ class RequestPath:
             if scope.cancelled_caught:
                 limit = min(provider.first_token_timeout_s, provider.timeout_s)
                 failure = UpstreamFailure("timeout", f"no first token within {limit:g} s")
-            stream: ChatStream | None = None
             if failure is None:
-                stream = ChatStream(self.reporter, idle_timeout_s=self.config.routing.stream_idle_timeout_s,
-                                    provider=name, model=model, request_id=plan.request_id,
-                                    first=first, reader=reader, chunks=chunks, stack=stack,
-                                    attempt_log=plan.log, started=started,
-                                    last_resort=name in plan.last_resort)
-            if stream is not None:
+                segment = Segment(Part(name, provider.models[model], "first"), reader, chunks, stack,
+                                  started, last_resort=name in plan.last_resort)
+                continuation = Continuation(plan=plan, adapters=self.adapters, body=body, clock=self.clock,
+                                            bus=self.bus, idle_timeout_s=idle, refused=self.prefill_refused)
                 if plan.changed:
                     await self.reporter.settle()  # before the caller sees the first chunk
-                return stream
+                return ChatStream(self.reporter, idle_timeout_s=idle, model=model,
+                                  request_id=plan.request_id, first=first, segment=segment,
+                                  attempt_log=plan.log, continuation=continuation)
             await stack.aclose()
             plan.failed(name, failure or UpstreamFailure("stream_cut", "no first chunk"), started)
-
-
-class _Plan:
-    """One request's journey: which provider next, what each failure means."""
-
-    def __init__(self, path: RequestPath, model: str, *, stream: bool) -> None:
-        self.path = path
-        self.model = model
-        self.stream = stream
-        self.serving = path.serving(model)
-        self.request_id = path.new_request_id()
-        self.deadline = path.clock.now() + path.config.routing.request_deadline_s
-        self.log: list[Attempt] = []
-        self._blocked: dict[str, float] = {}
-        self._tries: dict[str, int] = {}
-        self._retry: str | None = None
-        self._retry_at = 0.0
-        self._fallback_from: _Fallback | None = None
-        #: Providers this request tried although routing had them down (see the module doc).
-        self.last_resort: set[str] = set()
-        #: An outcome of this request may have changed routing state (settle before answering).
-        self.changed = False
-
-    async def next(self) -> NextTry:
-        """The next provider to try; raises AllProvidersFailedError when there is none."""
-        path, routing = self.path, self.path.config.routing
-        name: str | None = None
-        if len(self.log) < routing.max_attempts:
-            if self._retry is not None:
-                name = self._retry
-                if self._retry_at > path.clock.now():
-                    await path.clock.sleep_until(self._retry_at)
-            else:
-                name, spare = await path._pick(self.serving, self._blocked, self.deadline)
-                if name is not None and spare:
-                    self.last_resort.add(name)
-        self._retry = None
-        if (fallback := self._fallback_from) is not None:
-            self._fallback_from = None
-            path.bus.tell(FallbackTriggered(at=path.clock.now(), request_id=self.request_id,
-                                            from_provider=fallback.origin, to_provider=name,
-                                            category=fallback.category, reason=fallback.reason))
-        if name is None:
-            if self.changed:
-                await path.reporter.settle()
-            raise AllProvidersFailedError(self.model, self.log, self._reason())
-        self._tries[name] = self._tries.get(name, 0) + 1
-        provider = self.serving[name]
-        now = path.clock.now()
-        return NextTry(name, provider, min(now + provider.timeout_s, self.deadline), time.perf_counter())
-
-    def failed(self, name: str, failure: UpstreamFailure, started: float) -> None:
-        """Record a failure and decide: retry, set the provider aside, or give up."""
-        report = self.path.reporter.failed(
-            name, self.model, self.request_id, failure, self._tries[name], started,
-            stream=self.stream, last_resort=name in self.last_resort,
-        )
-        self.log.append(report.attempt)
-        self.changed = self.changed or report.action not in ("return", "next")
-        if report.action == "return":
-            raise UpstreamRejectedError(name, failure.status or 400, failure.message, failure.body)
-        if report.action == "retry":
-            wait = failure.retry_after_s or 0.0
-            if self.path.clock.now() + wait < self.deadline:
-                self._retry, self._retry_at = name, self.path.clock.now() + wait
-                if wait:
-                    # Routing has it cooling for the wait it asked for; this request goes back
-                    # to it then, and an answer is the evidence that restores it (as a last resort's).
-                    self.last_resort.add(name)
-                return
-        now = self.path.clock.now()
-        self._blocked[name] = now + report.cooldown_s if report.cooldown_s > 0 else math.inf
-        self._fallback_from = _Fallback(name, report.category, report.message.message[:200])
-
-    def _reason(self) -> str:
-        routing = self.path.config.routing
-        if len(self.log) >= routing.max_attempts:
-            return f"max_attempts ({routing.max_attempts}) reached"
-        if self.path.clock.now() >= self.deadline:
-            return f"request deadline ({routing.request_deadline_s:g} s) reached"
-        if not self.log:
-            return self.path.no_provider_reason(self.serving)
-        return "no other provider can serve it within the deadline"

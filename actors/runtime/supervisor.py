@@ -145,7 +145,8 @@ class Supervisor(Control):
         prober = Prober(config.providers, config.health, adapters=adapters, clock=clock, bus=bus)
         self._prober = prober
         self._path = RequestPath(config, adapters, clock=clock, bus=bus, snapshot=self._current_routing,
-                                 changed=lambda: self._routing_changed, settle=self.settle)
+                                 changed=lambda: self._routing_changed, settle=self.settle,
+                                 prefill_refused=set(restored.prefill_refused))
         stack.callback(self._close_actors)  # after the task group is done: fail pending asks
         tg = await stack.enter_async_context(anyio.create_task_group())
         self._tg = tg

@@ -18,6 +18,7 @@ from actors.core.clock import Clock
 from actors.core.config import Config
 from actors.core.messages import (
     FallbackTriggered,
+    PrefillRefused,
     ProviderMetrics,
     ProviderRecovered,
     ProviderView,
@@ -44,6 +45,8 @@ class Restored:
     fallbacks: tuple[FallbackTriggered, ...] = ()  # of the last 24 h, oldest first
     fallbacks_total: dict[str, int] = field(default_factory=dict)
     recovery_times: tuple[float, ...] = ()
+    #: (provider, upstream model) that refused a continuation's prefill (the log's prefill_refused).
+    prefill_refused: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ async def load_restored(store: Store, now: float) -> Restored:
     recent = [e.message for e in await store.events(types=["fallback_triggered"], since=now - DAY_S,
                                                     limit=200_000)]
     recoveries = [e.message for e in await store.events(types=["provider_recovered"], limit=1000)]
+    refusals = [e.message for e in await store.events(types=["prefill_refused"], limit=10_000)]
     totals_raw = await store.get_meta("fallbacks_total")
     return Restored(
         providers=providers,
@@ -80,6 +84,7 @@ async def load_restored(store: Store, now: float) -> Restored:
         fallbacks=tuple(m for m in recent if isinstance(m, FallbackTriggered)),
         fallbacks_total=msgspec.json.decode(totals_raw, type=dict[str, int]) if totals_raw else {},
         recovery_times=tuple(m.downtime_s for m in recoveries if isinstance(m, ProviderRecovered)),
+        prefill_refused=frozenset((m.provider, m.model) for m in refusals if isinstance(m, PrefillRefused)),
     )
 
 

@@ -7,6 +7,7 @@ Build them with :func:`ok`, :func:`error`, :func:`hang`, :func:`reset`,
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Literal
@@ -73,22 +74,25 @@ class Fault:
     done: bool = True  # a stream ends with data: [DONE]
     malformed: tuple[int, ...] = ()  # a stream sends a malformed event before these chunks
     first_token_after_s: float = 0.0  # a stream sends its role and keep-alives, content only after this
+    tool: str | None = None  # answer with a call of this function, ``text`` being its JSON arguments
 
 
 def ok(text: str = _DEFAULT_TEXT, *, chunks: int = 4, usage: bool = True, delay_s: float = 0.0,
-       done: bool = True, malformed: tuple[int, ...] = (), first_token_after_s: float = 0.0) -> Fault:
+       done: bool = True, malformed: tuple[int, ...] = (), first_token_after_s: float = 0.0,
+       tool: str | None = None) -> Fault:
     """Answer normally: a chat.completion, or `chunks` SSE chunks when the request streams.
 
     Streams can misbehave while still answering in full: ``done=False`` ends
     the body after the finish_reason without ``data: [DONE]``; ``malformed``
     sends one broken event before each of those chunk indexes;
     ``first_token_after_s`` sends the role and ``: keep-alive`` comments at
-    once and the first content only after that long (real time).
+    once and the first content only after that long (real time). ``tool``
+    answers with a call of that function instead, ``text`` being its arguments.
     """
     if chunks < 1:
         raise ValueError("chunks must be at least 1")
     return Fault(kind="ok", text=text, chunks=chunks, usage=usage, delay_s=delay_s, done=done,
-                 malformed=tuple(malformed), first_token_after_s=first_token_after_s)
+                 malformed=tuple(malformed), first_token_after_s=first_token_after_s, tool=tool)
 
 
 def error(status: int, message: str = "", *, code: str | None = None, type: str | None = None,
@@ -120,12 +124,14 @@ def reset() -> Fault:
     return Fault(kind="reset")
 
 
-def cut_stream(after: int, *, text: str = _DEFAULT_TEXT, chunks: int | None = None) -> Fault:
+def cut_stream(after: int, *, text: str = _DEFAULT_TEXT, chunks: int | None = None,
+               tool: str | None = None) -> Fault:
     """Stream `after` content chunks of `text`, then close the connection without ``[DONE]``.
 
     The text is split into `chunks` pieces (default ``after + 1``, so content is always lost).
+    With ``tool``, the chunks are the arguments of a call of that function.
     """
-    return _stream_fault("cut_stream", after, text, chunks)
+    return dataclasses.replace(_stream_fault("cut_stream", after, text, chunks), tool=tool)
 
 
 def stall_stream(after: int, *, text: str = _DEFAULT_TEXT, chunks: int | None = None) -> Fault:

@@ -15,6 +15,7 @@ never waits for a timeout.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import socket
 import struct
@@ -23,15 +24,17 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
 from aiohttp import web
 
+from actors.testing.bodies import completion, health_body, split, sse
+from actors.testing.bodies import usage as usage_of
 from actors.testing.faults import GARBAGE_BODIES, Fault, error, ok
 
-__all__ = ("FakeUpstream", "RecordedRequest")
+__all__ = ("PREFILL_REFUSAL", "FakeUpstream", "PrefillMode", "RecordedRequest")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,17 +45,6 @@ class RecordedRequest:
     headers: Mapping[str, str]
     body: dict[str, Any] | None
     stream: bool
-
-
-def _split(text: str, n: int) -> list[str]:
-    size, extra = divmod(len(text), n)
-    bounds = [k * size + min(k, extra) for k in range(n + 1)]
-    return [text[bounds[k]:bounds[k + 1]] for k in range(n)]
-
-
-def _sse(payload: Mapping[str, Any] | str) -> bytes:
-    data = payload if isinstance(payload, str) else json.dumps(payload)
-    return f"data: {data}\n\n".encode()
 
 
 def _bind(port: int) -> socket.socket:
@@ -68,12 +60,22 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
+PrefillMode = Literal["ignore", "continue", "reject"]
+#: What a model that does not take an assistant prefill answers (Anthropic's wording).
+PREFILL_REFUSAL = ("This model does not support assistant message prefill. The conversation must end"
+                   " with a user message.")
+
+
 class FakeUpstream:
     """A real OpenAI-compatible HTTP server on 127.0.0.1 that answers from a script."""
 
     def __init__(self, name: str = "fake", *, default: Fault | None = None,
-                 models: list[str] | None = None, api_key: str | None = None) -> None:
+                 models: list[str] | None = None, api_key: str | None = None,
+                 prefill: PrefillMode = "ignore") -> None:
         self.name = name
+        #: What it does with a trailing assistant message: "ignore" answers anew (as OpenAI's API
+        #: does), "continue" answers only the rest of its text, "reject" answers 400.
+        self.prefill = prefill
         self.models = list(models) if models is not None else ["fake-model"]
         self.api_key = api_key
         self.requests: list[RecordedRequest] = []
@@ -228,7 +230,21 @@ class FakeUpstream:
             fault = error(401)  # a rejected request does not use up the script
         else:
             fault = self._script.popleft() if self._script else self._default
+            fault = self._prefilled(fault, body or {})
         return await self._answer(request, fault, body or {}, health=False)
+
+    def _prefilled(self, fault: Fault, body: dict[str, Any]) -> Fault:
+        """The answer to a request whose last message is the assistant's own start (a prefill)."""
+        messages = body.get("messages")
+        last = messages[-1] if isinstance(messages, list) and messages else None
+        if self.prefill == "ignore" or not isinstance(last, dict) or last.get("role") != "assistant":
+            return fault
+        if self.prefill == "reject":
+            return error(400, PREFILL_REFUSAL)
+        start = str(last.get("content") or "")
+        if fault.kind in ("ok", "cut_stream", "stall_stream") and fault.text.startswith(start):
+            return dataclasses.replace(fault, text=fault.text[len(start):] or " ")
+        return fault
 
     async def _on_health(self, request: web.Request) -> web.StreamResponse:
         self.health_requests += 1
@@ -259,12 +275,12 @@ class FakeUpstream:
                     with anyio.move_on_after(fault.delay_s):
                         await self._stopped.wait()
                 if health:
-                    return web.json_response(self._health_body(request.path))
+                    return web.json_response(health_body(self.name, self.models, request.path))
                 if body.get("stream"):
                     include = bool((body.get("stream_options") or {}).get("include_usage"))
                     return await self._stream(request, fault, model, body,
                                               usage=include and fault.usage)
-                return web.json_response(self._completion(fault, model, body))
+                return web.json_response(completion(self.name, len(self.requests), fault, model, body))
             case "error":
                 ra = fault.retry_after
                 if isinstance(ra, float | int) and float(ra).is_integer():
@@ -333,9 +349,9 @@ class FakeUpstream:
             return {"id": ident, "object": "chat.completion.chunk", "created": created,
                     "model": model, "choices": choices, **usage_field, **extra}
 
-        pieces = _split(fault.text, fault.chunks)
+        pieces = split(fault.text, fault.chunks)
         if fault.first_token_after_s > 0:
-            await resp.write(_sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
+            await resp.write(sse(chunk([{"index": 0, "delta": {"role": "assistant", "content": ""},
                                           "finish_reason": None}])))
             assert self._stopped is not None
             deadline = anyio.current_time() + fault.first_token_after_s
@@ -346,15 +362,23 @@ class FakeUpstream:
         for i, piece in enumerate(pieces[:upto]):
             for _ in range(fault.malformed.count(i)):  # an index twice: two broken events there
                 await resp.write(b'data: {"id": "broken", "choices": [{"delta": {"content": "x\n\n')
-            delta = {"role": "assistant", "content": piece} if i == 0 else {"content": piece}
-            await resp.write(_sse(chunk([{"index": 0, "delta": delta, "finish_reason": None}])))
+            delta: dict[str, Any] = {"content": piece}
+            if fault.tool is not None:
+                function = {"arguments": piece, **({"name": fault.tool} if i == 0 else {})}
+                call = {"index": 0, "function": function,
+                        **({"id": f"call_{ident}", "type": "function"} if i == 0 else {})}
+                delta = {"content": None, "tool_calls": [call]}
+            if i == 0:
+                delta["role"] = "assistant"
+            await resp.write(sse(chunk([{"index": 0, "delta": delta, "finish_reason": None}])))
         if upto is not None:
             return resp
-        await resp.write(_sse(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}])))
+        finish = "stop" if fault.tool is None else "tool_calls"
+        await resp.write(sse(chunk([{"index": 0, "delta": {}, "finish_reason": finish}])))
         if usage:
-            await resp.write(_sse(chunk([], usage=self._usage(fault, body))))
+            await resp.write(sse(chunk([], usage=usage_of(fault, body))))
         if fault.done:
-            await resp.write(_sse("[DONE]"))
+            await resp.write(sse("[DONE]"))
         await resp.write_eof()
         return resp
 
@@ -362,39 +386,10 @@ class FakeUpstream:
         if fault.garbage != "truncated":
             text, content_type = GARBAGE_BODIES[fault.garbage]
             return web.Response(status=fault.status, text=text, content_type=content_type)
-        full = json.dumps(self._completion(fault, model, {})).encode()
+        full = json.dumps(completion(self.name, len(self.requests), fault, model, {})).encode()
         resp = web.StreamResponse(status=fault.status, headers={"Content-Type": "application/json"})
         resp.content_length = len(full)  # promise it all, send half, hang up
         await resp.prepare(request)
         await resp.write(full[: len(full) // 2])
         self._drop(request)
         return resp
-
-    def _completion(self, fault: Fault, model: str, body: dict[str, Any]) -> dict[str, Any]:
-        answer: dict[str, Any] = {
-            "id": f"chatcmpl-{self.name}-{len(self.requests)}", "object": "chat.completion",
-            "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": fault.text},
-                         "finish_reason": "stop"}],
-        }
-        if fault.usage:
-            answer["usage"] = self._usage(fault, body)
-        return answer
-
-    @staticmethod
-    def _usage(fault: Fault, body: dict[str, Any]) -> dict[str, int]:
-        # Word counts: deterministic, and close enough for accounting tests.
-        messages = body.get("messages")
-        if not isinstance(messages, list):
-            messages = []
-        prompt = sum(len(str(m.get("content", "")).split()) for m in messages if isinstance(m, dict))
-        completion = len(fault.text.split())
-        return {"prompt_tokens": prompt, "completion_tokens": completion,
-                "total_tokens": prompt + completion}
-
-    def _health_body(self, path: str) -> dict[str, Any]:
-        if path.endswith("/models"):
-            return {"object": "list", "data": [
-                {"id": m, "object": "model", "created": 0, "owned_by": self.name}
-                for m in self.models]}
-        return {"status": "healthy"}
