@@ -200,7 +200,8 @@ def make_config(tmp_path: Path, *fakes: FakeUpstream, health: dict[str, Any] | N
     return parse_config(
         {
             "state": {"path": str(tmp_path / "state.db")},
-            "routing": routing,
+            # The second pass off: these tests count attempts of one pass (its own tests turn it on).
+            "routing": {"second_pass_backoff_s": 0, **routing},
             # Early recovery probes off: these tests time the cooldown's own probe (tests of the
             # early ones turn them on).
             "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0,
@@ -278,7 +279,7 @@ async def service(
         config = parse_config({
             "server": {"shutdown_grace_s": 5, **(server or {})},
             "state": {"path": str(tmp_path / "state.db")},
-            "routing": dict(routing or {}),
+            "routing": {"second_pass_backoff_s": 0, **(routing or {})},
             "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
             "providers": [
                 {"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},

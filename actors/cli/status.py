@@ -13,6 +13,7 @@ import msgspec
 
 from actors.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, fail, format_table, run_async, service_url
 from actors.core.config import Config, load_config
+from actors.core.deployments import deployment_key, deployments
 from actors.core.errors import ConfigError, FallbackError
 from actors.core.messages import (
     MetricsSnapshot,
@@ -91,7 +92,9 @@ async def read_status(config: Config, now: float) -> dict[str, Any]:
             view = ProviderView(name=p.name, priority=p.priority, state=state, detail=detail)
         views.append(msgspec.structs.replace(view, priority=p.priority))
     views.sort(key=lambda v: v.priority)
-    routing = RoutingSnapshot(at=now, version=0, providers=tuple(views))
+    own = tuple(restored[k] for p in config.providers for m in deployments(p)
+                if (k := deployment_key(p.name, m)) in restored)
+    routing = RoutingSnapshot(at=now, version=0, providers=tuple(views), deployments=own)
     return build_status(config, routing, metrics, now)
 
 

@@ -79,7 +79,7 @@ class CooldownConfig(_Section, frozen=True, kw_only=True):
 
 class RoutingConfig(_Section, frozen=True, kw_only=True):
     default_model: str = "chat"
-    max_attempts: PositiveInt = 4
+    max_attempts: PositiveInt = 8  # two passes over three providers, with a retry or two
     request_deadline_s: Positive = 120
     failure_threshold: PositiveInt = 3
     max_cooldown_s: Positive = 3600
@@ -89,6 +89,9 @@ class RoutingConfig(_Section, frozen=True, kw_only=True):
     rate_limit_max_wait_s: NonNegative = 10
     retry_after_wait_s: NonNegative = 3  # a 429/503 asking for <= this: wait, retry the same provider
     stream_idle_timeout_s: Positive = 10
+    #: Every candidate failed transiently and the deadline has room: one more pass in priority
+    #: order after a jittered wait of up to this long (from half of it); 0 turns the pass off.
+    second_pass_backoff_s: NonNegative = 1.0
     last_resort: bool = True
     cooldown_s: CooldownConfig = CooldownConfig()
 

@@ -24,7 +24,7 @@ compares the decisions.
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import msgspec
 
@@ -77,11 +77,12 @@ __all__ = (
 #: uses the time they really fired at instead of their deadline.
 #: 5: ``ProviderStateChanged.cooldown_since`` and ``ProbeRequested.tier`` (early,
 #: evidence-driven recovery probes); a log from before has neither.
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 
 #: Decision fields a version added: replay of an older log does not compare them
 #: (the recorded decision could not carry them).
-ADDED_FIELDS: dict[int, frozenset[str]] = {5: frozenset({"cooldown_since", "tier"})}
+ADDED_FIELDS: dict[int, frozenset[str]] = {5: frozenset({"cooldown_since", "tier"}),
+                                           6: frozenset({"undecided"})}
 
 class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
     """Base of every message. ``at`` is the clock time it happened."""
@@ -109,6 +110,8 @@ class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeede
     routine: bool = False
     #: Malformed stream events skipped (one is tolerated; a second is garbage).
     bad_chunks: int = 0
+    #: The deployment's record (``provider/upstream``) when the provider serves several models.
+    deployment: str = ""
 
 
 class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
@@ -126,6 +129,13 @@ class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
     attempt: int = 1
     stream: bool = False
     last_resort: bool = False
+    param: str | None = None  # the request field a 400 names (OpenAI's error.param)
+    #: Whose fault a 400 of unclear origin was, as the next provider showed: "provider" (it
+    #: answered the same request) or "caller" (it refused it too). Such a 400 is told only then.
+    whose: Literal["provider", "caller"] | None = None
+    #: The deployment's record (``provider/upstream``) when the provider serves several models:
+    #: a model-scoped fault (actors.core.deployments.MODEL_SCOPED) goes to it, not the provider.
+    deployment: str = ""
 
 
 class PrefillRefused(Message, frozen=True, kw_only=True, tag="prefill_refused"):
@@ -212,6 +222,8 @@ class ErrorClassified(Message, frozen=True, kw_only=True, tag="error_classified"
     suggested_action: str = ""
     #: The health-check tier that failed, for a verdict on a check (None: on a request attempt).
     check: Tier | None = None
+    #: A 400 that may be the caller's or the provider's: the next provider decides (not logged).
+    undecided: bool = False
 
 
 class ProviderStateChanged(Message, frozen=True, kw_only=True, tag="provider_state_changed"):
@@ -288,6 +300,8 @@ class RoutingSnapshot(Message, frozen=True, kw_only=True, tag="routing_snapshot"
     logged: ClassVar[bool] = False
     version: int
     providers: tuple[ProviderView, ...]
+    #: Each multi-model provider's deployments (named ``provider/upstream``), in provider order.
+    deployments: tuple[ProviderView, ...] = ()
 
 
 class MetricsSnapshot(Message, frozen=True, kw_only=True, tag="metrics_snapshot"):

@@ -23,6 +23,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStre
 from actors.core.actor import Bus
 from actors.core.clock import Clock
 from actors.core.config import HealthConfig, ProviderConfig
+from actors.core.deployments import split_key
 from actors.core.messages import CheckDue, HealthChecked
 from actors.edges.providers.base import Adapter, UpstreamFailure
 
@@ -68,7 +69,8 @@ class Prober:
         timeout = self.health.timeout_of(due.tier)
         started = time.perf_counter()
         failure: UpstreamFailure | None = None
-        adapter = self.adapters.get(due.provider)
+        provider, upstream = split_key(due.provider)  # a deployment's check goes to its model
+        adapter = self.adapters.get(provider)
         with self.clock.move_on_at(self.clock.now() + timeout) as scope:
             try:
                 if adapter is None:
@@ -78,7 +80,7 @@ class Prober:
                 elif due.tier == "full":
                     await adapter.check()
                 else:
-                    await adapter.complete(_PING_BODY, self._models[due.provider])
+                    await adapter.complete(_PING_BODY, upstream or self._models[provider])
             except UpstreamFailure as exc:
                 failure = exc
             except Exception as exc:  # whatever a provider does, it becomes data

@@ -17,11 +17,15 @@ PrioritySelector acts on.
 
 from __future__ import annotations
 
+import re
 from typing import ClassVar, assert_never
+
+import msgspec
 
 from actors.core.actor import Actor
 from actors.core.clock import Clock
 from actors.core.config import RoutingConfig
+from actors.core.deployments import MODEL_SCOPED
 from actors.core.messages import AttemptFailed, ErrorClassified, HealthChecked, Message, Sync
 from actors.core.states import Action, Category, Severity
 from actors.policy.proxy_faults import proxy_fault
@@ -50,6 +54,7 @@ def _verdict(
     recoverable: bool = True,
     suggested: str = "",
     retry_after: float | None = None,
+    undecided: bool = False,
 ) -> ErrorClassified:
     return ErrorClassified(
         at=failure.at,
@@ -66,6 +71,7 @@ def _verdict(
         message=failure.message[:500],
         suggested_action=suggested,
         check=None if isinstance(failure, AttemptFailed) else failure.tier,
+        undecided=undecided,
     )
 
 
@@ -75,6 +81,21 @@ def _is_context_error(failure: AttemptFailed | HealthChecked) -> bool:
         return True
     text = failure.message.lower()
     return any(marker in text for marker in _CONTEXT_MARKERS)
+
+
+#: A 400 message that starts with the request field it is about (Anthropic's ``max_tokens: ...``,
+#: ``messages.0.content: ...``, Groq's ``'messages[1].role': ...``) names the caller's mistake.
+_FIELD_FIRST = re.compile(r"^'?[a-z_]+(\[\d+\]|\.\d+)?(\.[a-z_]+(\[\d+\]|\.\d+)?)*'?: ")
+#: Content-policy refusals: the caller's, returned with the provider's reason.
+_POLICY_MARKERS = ("content_filter", "content_policy", "content management policy", "safety system")
+
+
+def _callers_fault(failure: AttemptFailed) -> bool:
+    """A 400 that is surely about the request: it names a field, or it is a content-policy refusal."""
+    if failure.param:
+        return True
+    text = f"{failure.code or ''} {failure.message}".lower()
+    return bool(_FIELD_FIRST.match(failure.message)) or any(m in text for m in _POLICY_MARKERS)
 
 
 def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> ErrorClassified:
@@ -133,8 +154,17 @@ def classify(failure: AttemptFailed | HealthChecked, policy: RoutingConfig) -> E
             # A check is our own request: its 400 can't be the caller's fault.
             return _verdict(v, category="proxy_error", severity="high", action="fallback",
                             cooldown_s=cd.server_error, suggested="the provider refuses a minimal request")
-        return _verdict(v, category="invalid_request", severity="low", action="return",
-                        cooldown_s=0, penalize=False, suggested="fix the request")
+        if failure.whose == "provider":
+            # Inferred from one request, so counted (failure_threshold of them take it out), not
+            # cooled at once: a provider stricter about an argument than the next is not broken.
+            return _verdict(v, category="proxy_error", severity="medium", action="fallback", cooldown_s=0,
+                            suggested="the next provider answered the same request: check this one")
+        if failure.whose == "caller" or _callers_fault(failure):
+            return _verdict(v, category="invalid_request", severity="low", action="return",
+                            cooldown_s=0, penalize=False, suggested="fix the request")
+        # Unclear: the next provider decides (it answers: this one's fault; it refuses too: the caller's).
+        return _verdict(v, category="invalid_request", severity="low", action="next", cooldown_s=0,
+                        penalize=False, undecided=True, suggested="the next provider decides")
     if status in (500, 502):
         if attempt <= policy.server_error_retries:
             return _verdict(v, category="server_error", severity="medium", action="retry",
@@ -175,7 +205,11 @@ class ErrorClassifier(Actor[ClassifierInbox]):
     def handle(self, message: ClassifierInbox, now: float) -> list[Message]:
         match message:
             case AttemptFailed():
-                return [classify(message, self.policy)]
+                verdict = classify(message, self.policy)
+                if message.deployment and verdict.category in MODEL_SCOPED:
+                    # One model's fault: its deployment's record, not the whole provider's.
+                    verdict = msgspec.structs.replace(verdict, provider=message.deployment)
+                return [verdict]
             case HealthChecked():
                 if message.ok or message.probe:
                     return []  # a probe's failure is the selector's to judge, with the probe

@@ -27,6 +27,7 @@ from typing import ClassVar, assert_never
 from actors.core.actor import Actor
 from actors.core.clock import Clock
 from actors.core.config import ProviderConfig, RoutingConfig
+from actors.core.deployments import deployment_key, deployments
 from actors.core.messages import (
     AttemptSucceeded,
     DisableProvider,
@@ -135,12 +136,27 @@ class PrioritySelector(Actor[SelectorInbox]):
                 rec.state, rec.detail = "disabled", "enabled = false in the config"
             self._records[p.name] = rec
         self._ordered = sorted(self._records.values(), key=lambda r: (r.priority, r.order))
+        #: A record per upstream model of each provider serving several (actors.core.deployments).
+        self._deployments: list[_Record] = []
+        for provider in self._ordered:
+            config = next(p for p in providers if p.name == provider.name)
+            for upstream in deployments(config):
+                key = deployment_key(config.name, upstream)
+                rec = _Record(key, provider.priority, provider.order, True, "", healthy_since=now)
+                if (old := (restored or {}).get(key)) is not None:
+                    rec.restore(old, exact=exact)
+                    if not exact and rec.state == "probing":
+                        rec.state = "cooldown"
+                        rec.cooldown_until = min(rec.cooldown_until or now, now)
+                self._records[key] = rec
+                self._deployments.append(rec)
 
     # -- views ------------------------------------------------------------
     def snapshot(self, now: float) -> RoutingSnapshot:
         self._version += 1
         return RoutingSnapshot(
-            at=now, version=self._version, providers=tuple(r.view() for r in self._ordered)
+            at=now, version=self._version, providers=tuple(r.view() for r in self._ordered),
+            deployments=tuple(r.view() for r in self._deployments),
         )
 
     # -- transitions ------------------------------------------------------
@@ -250,9 +266,13 @@ class PrioritySelector(Actor[SelectorInbox]):
         if rec is None:
             return out
         before = rec.view()
+        others: list[tuple[_Record, ProviderView]] = []  # deployments this message touches too
         match message:
             case AttemptSucceeded():
                 self._on_success(rec, message, now, out)
+                if message.deployment and (own := self._records.get(message.deployment)) is not None:
+                    others.append((own, own.view()))
+                    self._on_success(own, message, now, out)
             case ErrorClassified():
                 if message.penalize and rec.state in USABLE_STATES | DOWN_STATES:
                     self._on_failure(rec, message, now, out, probe=False)
@@ -272,11 +292,15 @@ class PrioritySelector(Actor[SelectorInbox]):
                 self._move(rec, "disabled", "admin_disable", now, out)
             case EnableProvider():
                 self._on_enable(rec, now, out)
+                for own in self._deployments:  # its models come back with it
+                    if own.name.startswith(rec.name + "/"):
+                        others.append((own, own.view()))
+                        self._on_enable(own, now, out)
             case Sync():
                 pass
             case _:
                 assert_never(message)
-        if out or rec.view() != before:
+        if out or rec.view() != before or any(r.view() != v for r, v in others):
             out.append(self.snapshot(now))
         return out
 

@@ -19,12 +19,14 @@ ever used as a probe; the first passing probe brings traffic back at once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar, assert_never
 
 from actors.core.actor import Actor
 from actors.core.clock import Clock
 from actors.core.config import HealthConfig
+from actors.core.deployments import split_key
 from actors.core.messages import (
     HealthChecked,
     Message,
@@ -76,6 +78,7 @@ class _Watch:
     cooldown_since: float | None = None
     probe_deadline: float | None = None  # set while a probe is in flight
     next_early: float | None = None  # the next probe before the cooldown's end
+    deployment: bool = False  # one upstream model of a provider: proved back by a completion to it
 
 
 class RecoveryManager(Actor[RecoveryInbox]):
@@ -100,12 +103,15 @@ class RecoveryManager(Actor[RecoveryInbox]):
             w = _Watch(state=p.state, cooldown_until=p.cooldown_until,
                        category=p.last_error.category if p.last_error else None,
                        down_since=p.down_since, cooldown_since=p.cooldown_since)
+            w.deployment = split_key(p.name)[1] is not None
             if p.state == "probing":  # a checkpoint's probe in flight is due back when it was live
                 w.probe_deadline = self._probe_due(p.probing_since, w)
             self._watches[p.name] = w
             self._schedule(w, now)
 
     def _tier(self, w: _Watch) -> Tier:
+        if w.deployment:
+            return "api"  # a 1-token completion to the model that failed: nothing cheaper proves it
         return _PROOF.get(w.category, self.health.probe_tier) if w.category else self.health.probe_tier
 
     def _probe_due(self, asked_at: float | None, w: _Watch) -> float | None:
@@ -141,12 +147,12 @@ class RecoveryManager(Actor[RecoveryInbox]):
             case HealthChecked():
                 return self._on_health(message, now)
             case RoutingSnapshot():
-                self._reconcile(message.providers, now)
+                self._reconcile((*message.providers, *message.deployments), now)
                 return []
             case _:
                 assert_never(message)
 
-    def _reconcile(self, views: tuple[ProviderView, ...], now: float) -> None:
+    def _reconcile(self, views: Iterable[ProviderView], now: float) -> None:
         for view in views:
             w = self._watches.get(view.name)
             if w is None:

@@ -18,6 +18,7 @@ import msgspec
 from actors.core.actor import Actor
 from actors.core.clock import VirtualClock
 from actors.core.config import Config
+from actors.core.deployments import split_key
 from actors.core.messages import (
     ADDED_FIELDS,
     DECISION_TYPES,
@@ -160,7 +161,8 @@ class Run:
 
     def begin(self, start: SupervisorStarted | StateSnapshot) -> Engine:
         self.engine = Engine(self.config, start, self.lost)
-        self.tally.start(start.at, {name: v.state for name, v in self.engine.views.items()})
+        self.tally.start(start.at, {name: v.state for name, v in self.engine.views.items()
+                                    if split_key(name)[1] is None})  # providers, not their models
         return self.engine
 
     def current(self) -> Engine:

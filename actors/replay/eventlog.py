@@ -130,8 +130,16 @@ def _from_v4(line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
+def _from_v5(line: dict[str, Any]) -> dict[str, Any]:
+    """Schema 5 -> 6: a 400 was the caller's the moment it came (now an unclear one waits for the next
+    provider's answer and is logged with ``whose``): a version-5 400 had gone back to the caller."""
+    if line.get("type") == "attempt_failed" and line.get("status") in (400, 422) and "whose" not in line:
+        line["whose"] = "caller"
+    return line
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4}
+    1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5}
 
 
 def _lines(source: str | os.PathLike[str] | Iterable[str | bytes]) -> Iterator[bytes]:

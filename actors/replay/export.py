@@ -136,7 +136,8 @@ async def _state_at(store: Store, payload: dict[str, Any], since: float) -> tupl
     engine = run.current()
     cut = run.cut
     at = since if cut is not None else engine.now
-    views = engine.selector.snapshot(at).providers
+    routing = engine.selector.snapshot(at)
+    views = (*routing.providers, *routing.deployments)  # a deployment's record is a view too
     after_id = ids[id(cut)] - 1 if cut is not None else 2**62
     return StateSnapshot(at=at, providers=views), after_id
 

@@ -156,6 +156,7 @@ class Segment:
     last_resort: bool = False
     rewriter: Rewriter | None = None  # None: the first provider, passed through as it is
     pending: list[bytes] = field(default_factory=list)  # rewritten payloads to pass on first
+    deployment: str = ""  # its deployment record, when the provider serves several models
 
     @property
     def provider(self) -> str:
@@ -218,6 +219,7 @@ class Continuation:
                     self.plan.failed(step.name, failure, step.started, mid_stream=True)
                     break
                 segment.last_resort = step.name in self.plan.last_resort
+                self.plan.answered()
                 return segment
 
     def _learn(self, step: NextTry, message: str) -> None:
@@ -239,7 +241,8 @@ class Continuation:
         else:
             rewriter = Rewriter(shown, strict=True, part=part, parts=parts)
         reader, stack = StreamReader(), AsyncExitStack()
-        segment = Segment(part, reader, _nothing(), stack, step.started, rewriter=rewriter)
+        segment = Segment(part, reader, _nothing(), stack, step.started, rewriter=rewriter,
+                          deployment=self.plan.deployments.get(step.name, ""))
         parts.append(part)
         clock, provider = self._clock, step.provider
         token_deadline = min(step.deadline, clock.now() + provider.first_token_timeout_s)
@@ -264,7 +267,8 @@ class Continuation:
             if isinstance(exc, Diverged):  # it answered; it just said something else
                 self.plan.reporter.succeeded(provider=step.name, model=self.plan.model,
                                              request_id=self.plan.request_id, stream=True,
-                                             latency_ms=(time.perf_counter() - step.started) * 1000.0)
+                                             latency_ms=(time.perf_counter() - step.started) * 1000.0,
+                                             deployment=segment.deployment)
             raise
         return segment
 

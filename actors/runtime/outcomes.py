@@ -17,7 +17,7 @@ from actors.core.config import RoutingConfig
 from actors.core.errors import Attempt
 from actors.core.messages import AttemptFailed, AttemptSucceeded, RoutingSnapshot
 from actors.core.states import Action, Category
-from actors.edges.providers.base import UpstreamFailure
+from actors.edges.providers.base import UpstreamFailure, error_param
 from actors.policy.error_classifier import classify
 
 __all__ = ("FailureReport", "Reporter")
@@ -36,6 +36,7 @@ class FailureReport:
     category: Category
     action: Action
     cooldown_s: float
+    undecided: bool = False  # a 400 held back until the next provider says whose it is
 
 
 class Reporter:
@@ -54,28 +55,37 @@ class Reporter:
         #: a caller is answered only once the state it caused survives a kill -9.
         self.settle = settle or _nothing
 
-    def _routine(self, provider: str, last_resort: bool) -> bool:
+    def _routine(self, provider: str, last_resort: bool, deployment: str) -> bool:
         """A success the published snapshot says changes nothing: healthy, no failure counted."""
         if last_resort:
             return False
-        for view in self.snapshot().providers:
-            if view.name == provider:
-                return view.state == "healthy" and view.failure_count == 0
-        return False
+        snapshot = self.snapshot()
+        views = (*snapshot.providers, *snapshot.deployments) if deployment else snapshot.providers
+        for name in (provider, deployment) if deployment else (provider,):
+            view = next((v for v in views if v.name == name), None)
+            if view is None or view.state != "healthy" or view.failure_count:
+                return False
+        return True
 
     def succeeded(self, *, provider: str, model: str, request_id: str, latency_ms: float,
-                  stream: bool = False, last_resort: bool = False, bad_chunks: int = 0) -> bool:
+                  stream: bool = False, last_resort: bool = False, bad_chunks: int = 0,
+                  deployment: str = "") -> bool:
         """Tell the bus; True when the success may change routing state (it was not routine)."""
-        routine = self._routine(provider, last_resort)
+        routine = self._routine(provider, last_resort, deployment)
         self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=provider, model=model,
                                        request_id=request_id, latency_ms=round(latency_ms, 3),
                                        stream=stream, last_resort=last_resort, routine=routine,
-                                       bad_chunks=bad_chunks))
+                                       bad_chunks=bad_chunks, deployment=deployment))
         return not routine
 
     def failed(self, provider: str, model: str, request_id: str, failure: UpstreamFailure, tries: int,
-               started: float, *, stream: bool = False, last_resort: bool = False) -> FailureReport:
-        """Tell the bus; return the attempt record, the message, the action and the cooldown."""
+               started: float, *, stream: bool = False, last_resort: bool = False,
+               deployment: str = "") -> FailureReport:
+        """Tell the bus; return the attempt record, the message, the action and the cooldown.
+
+        A 400 whose fault is not known yet (an ``undecided`` verdict) is not told: the request
+        path tells it once the next provider has answered or refused the same request.
+        """
         latency = round((time.perf_counter() - started) * 1000.0, 3)
         msg = AttemptFailed(
             at=self.clock.now(),
@@ -91,9 +101,12 @@ class Reporter:
             attempt=tries,
             stream=stream,
             last_resort=last_resort,
+            param=error_param(failure.body) if failure.status == 400 else None,
+            deployment=deployment,
         )
-        self.bus.tell(msg)
         verdict = classify(msg, self.routing)
+        if not verdict.undecided:
+            self.bus.tell(msg)
         attempt = Attempt(provider, failure.status, verdict.category, msg.message, latency)
         return FailureReport(attempt=attempt, message=msg, category=verdict.category, action=verdict.action,
-                             cooldown_s=verdict.cooldown_s)
+                             cooldown_s=verdict.cooldown_s, undecided=verdict.undecided)

@@ -11,23 +11,28 @@ same verdict the ErrorClassifier reaches.
 from __future__ import annotations
 
 import math
+import random
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from typing import Literal
+
+import msgspec
 
 from actors.core.actor import Bus
 from actors.core.clock import Clock
 from actors.core.config import ProviderConfig, RoutingConfig
 from actors.core.errors import AllProvidersFailedError, Attempt, UpstreamRejectedError
-from actors.core.messages import FallbackTriggered
-from actors.core.states import Category
+from actors.core.messages import AttemptFailed, FallbackTriggered
+from actors.core.states import TRANSIENT_CATEGORIES, Category
 from actors.edges.providers.base import UpstreamFailure
 from actors.runtime.outcomes import Reporter
 
 __all__ = ("NextTry", "Pick", "Plan")
 
-#: ``pick(serving, blocked, deadline) -> (name or None, last resort?)``: routing's choice now.
-Pick = Callable[[Mapping[str, ProviderConfig], Mapping[str, float], float],
+#: ``pick(serving, blocked, deadline, by_priority) -> (name or None, last resort?)``: routing's
+#: choice now (``by_priority``: a last resort in priority order rather than the one back soonest).
+Pick = Callable[[Mapping[str, ProviderConfig], Mapping[str, float], float, bool],
                 Awaitable[tuple[str | None, bool]]]
 
 
@@ -53,7 +58,8 @@ class Plan:
 
     def __init__(self, *, model: str, request_id: str, serving: Mapping[str, ProviderConfig],
                  routing: RoutingConfig, clock: Clock, bus: Bus, reporter: Reporter, pick: Pick,
-                 stream: bool, why_none: Callable[[], str]) -> None:
+                 stream: bool, why_none: Callable[[], str],
+                 deployments: Mapping[str, str] | None = None) -> None:
         self.model = model
         self.request_id = request_id
         self.serving = serving
@@ -64,6 +70,8 @@ class Plan:
         self.reporter = reporter
         self._pick = pick
         self._why_none = why_none
+        #: provider -> its deployment record for this model (only providers serving several models).
+        self.deployments: Mapping[str, str] = deployments or {}
         self.deadline = clock.now() + routing.request_deadline_s
         self.log: list[Attempt] = []
         self._blocked: dict[str, float] = {}
@@ -71,6 +79,9 @@ class Plan:
         self._retry: str | None = None
         self._retry_at = 0.0
         self._fallback_from: _Fallback | None = None
+        self._second_pass = False
+        #: An undecided 400 (not told yet) and its failure: the next provider shows whose it was.
+        self._doubt: tuple[AttemptFailed, UpstreamFailure] | None = None
         #: Providers this request tried although routing had them down (see request.py).
         self.last_resort: set[str] = set()
         #: An outcome of this request may have changed routing state (settle before answering).
@@ -86,7 +97,9 @@ class Plan:
                 if self._retry_at > clock.now():
                     await clock.sleep_until(self._retry_at)
             else:
-                name, spare = await self._pick(self.serving, self._blocked, self.deadline)
+                name, spare = await self._pick(self.serving, self._blocked, self.deadline, self._second_pass)
+                if name is None and await self._another_pass():
+                    name, spare = await self._pick(self.serving, self._blocked, self.deadline, True)
                 if name is not None and spare:
                     self.last_resort.add(name)
         self._retry = None
@@ -96,13 +109,35 @@ class Plan:
                                              from_provider=fallback.origin, to_provider=name,
                                              category=fallback.category, reason=fallback.reason))
         if name is None:
+            doubt, self._doubt = self._doubt, None
+            if doubt is not None:
+                self._bus.tell(msgspec.structs.replace(doubt[0], at=clock.now()))  # still undecided
             if self.changed:
                 await self.reporter.settle()
+            if doubt is not None and self.log[-1].provider == doubt[0].provider:
+                # Nobody else could be asked: the 400 goes back as it came.
+                failure = doubt[1]
+                raise UpstreamRejectedError(doubt[0].provider, failure.status or 400, failure.message,
+                                            failure.body)
             raise AllProvidersFailedError(self.model, self.log, self._reason())
         self._tries[name] = self._tries.get(name, 0) + 1
         provider = self.serving[name]
         now = clock.now()
         return NextTry(name, provider, min(now + provider.timeout_s, self.deadline), time.perf_counter())
+
+    async def _another_pass(self) -> bool:
+        """Every candidate failed transiently: wait a jittered moment and go through them once more."""
+        backoff = self._routing.second_pass_backoff_s
+        if self._second_pass or backoff <= 0 or not self.log or \
+                any(a.category not in TRANSIENT_CATEGORIES for a in self.log):
+            return False
+        wake = self._clock.now() + random.uniform(backoff / 2, backoff)
+        if wake >= self.deadline:
+            return False
+        self._second_pass = True
+        self._blocked.clear()
+        await self._clock.sleep_until(wake)
+        return True
 
     def failed(self, name: str, failure: UpstreamFailure, started: float, *,
                mid_stream: bool = False) -> Attempt:
@@ -114,9 +149,21 @@ class Plan:
         report = self.reporter.failed(
             name, self.model, self.request_id, failure, self._tries.get(name, 1), started,
             stream=self.stream, last_resort=name in self.last_resort,
+            deployment=self.deployments.get(name, ""),
         )
         self.log.append(report.attempt)
         self.changed = self.changed or report.action not in ("return", "next")
+        if self._doubt is not None and report.category == "invalid_request":
+            # The next provider refused the same request too: the first 400 was the caller's.
+            (first, first_failure), self._doubt = self._doubt, None
+            self._tell_whose(first, "caller")
+            if report.undecided:
+                self._tell_whose(report.message, "caller")
+            if not mid_stream:
+                raise UpstreamRejectedError(first.provider, first_failure.status or 400,
+                                            first_failure.message, first_failure.body)
+        elif report.undecided and self._doubt is None:
+            self._doubt = (report.message, failure)
         if report.action == "return" and not mid_stream:
             raise UpstreamRejectedError(name, failure.status or 400, failure.message, failure.body)
         if report.action == "retry" and not mid_stream:
@@ -133,6 +180,16 @@ class Plan:
         reason = "stream_interrupted" if mid_stream else report.message.message[:200]
         self._fallback_from = _Fallback(name, report.category, reason)
         return report.attempt
+
+    def answered(self) -> None:
+        """A provider answered: an undecided 400 before it was the provider's that gave it."""
+        doubt, self._doubt = self._doubt, None
+        if doubt is not None:
+            self._tell_whose(doubt[0], "provider")
+            self.changed = True
+
+    def _tell_whose(self, message: AttemptFailed, whose: Literal["provider", "caller"]) -> None:
+        self._bus.tell(msgspec.structs.replace(message, at=self._clock.now(), whose=whose))
 
     def _reason(self) -> str:
         routing = self._routing

@@ -129,7 +129,7 @@ class ChatStream:
             self._reported = True
             self._reporter.succeeded(provider=segment.provider, model=self.model, request_id=self.request_id,
                                      latency_ms=self._ttfb_ms, stream=True, last_resort=segment.last_resort,
-                                     bad_chunks=segment.reader.bad_chunks)
+                                     bad_chunks=segment.reader.bad_chunks, deployment=segment.deployment)
         await segment.stack.aclose()
 
     def __aiter__(self) -> AsyncIterator[bytes]:
@@ -183,8 +183,8 @@ class ChatStream:
             attempt = self._continuation.failed(segment, failure)
         else:
             attempt = self._reporter.failed(segment.provider, self.model, self.request_id, failure, 1,
-                                            segment.started, stream=True,
-                                            last_resort=segment.last_resort).attempt
+                                            segment.started, stream=True, last_resort=segment.last_resort,
+                                            deployment=segment.deployment).attempt
             self.attempt_log.append(attempt)
         await segment.stack.aclose()
         segment.part.chars = len(segment.text)

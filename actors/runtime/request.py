@@ -22,6 +22,7 @@ falls inside the deadline. No user request is sent to test a provider.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import secrets
@@ -36,6 +37,7 @@ import anyio
 from actors.core.actor import Bus
 from actors.core.clock import Clock
 from actors.core.config import Config, ProviderConfig
+from actors.core.deployments import deployment_key, deployments
 from actors.core.errors import (
     UnknownModelError,
 )
@@ -93,14 +95,20 @@ class RequestPath:
                                  settle=settle)
         self._snapshot = snapshot
         self._changed = changed
+        self._deployment_cache: tuple[RoutingSnapshot, dict[str, ProviderView]] | None = None
         #: (provider, upstream model) pairs that refused a prefill: with prefill = "auto", they splice.
         self.prefill_refused: set[tuple[str, str]] = prefill_refused if prefill_refused is not None else set()
         self._ids = itertools.count(1)
         self._prefix = secrets.token_hex(3)
         self._serving: dict[str, dict[str, ProviderConfig]] = {}
+        #: logical model -> provider -> its deployment record (providers serving several models).
+        self._deployments: dict[str, dict[str, str]] = {}
         for p in config.providers:
-            for logical in p.models:
+            own = deployments(p)
+            for logical, upstream in p.models.items():
                 self._serving.setdefault(logical, {})[p.name] = p
+                if own:
+                    self._deployments.setdefault(logical, {})[p.name] = deployment_key(p.name, upstream)
 
     def new_request_id(self) -> str:
         return f"req-{self._prefix}-{next(self._ids)}"
@@ -112,40 +120,60 @@ class RequestPath:
         return found
 
     # -- choosing -----------------------------------------------------------
+    def _deployment_views(self, snapshot: RoutingSnapshot) -> dict[str, ProviderView]:
+        cached = self._deployment_cache
+        if cached is None or cached[0] is not snapshot:
+            cached = self._deployment_cache = (snapshot, {v.name: v for v in snapshot.deployments})
+        return cached[1]
+
     def _choose(self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float],
-                now: float) -> Choice:
-        """The best usable provider now, or None, when one may come back, and a last resort."""
+                now: float, by_priority: bool = False, deployments: Mapping[str, str] | None = None,
+                ) -> Choice:
+        """The best usable provider now, or None, when one may come back, and a last resort.
+
+        ``deployments``: provider -> its record for this model; a model out of routing counts
+        as its provider out (for this model only).
+        """
         soonest = math.inf
         spare: tuple[float, str] | None = None
         last_resort = self.config.routing.last_resort
-        for view in self._snapshot().providers:
-            if view.name not in serving:
+        snapshot = self._snapshot()
+        models = self._deployment_views(snapshot) if deployments else None
+        for view in snapshot.providers:
+            name = view.name
+            if name not in serving:
                 continue
-            until = blocked.get(view.name, 0.0)
+            if models is not None and view.state in USABLE_STATES and deployments and \
+                    (own := models.get(deployments.get(name, ""))) is not None and \
+                    own.state not in USABLE_STATES:
+                view = own
+            until = blocked.get(name, 0.0)
             if view.state in USABLE_STATES:
                 if until <= now:
-                    return Choice(view.name, now, None)
+                    return Choice(name, now, None)
                 soonest = min(soonest, until)
             elif view.state in DOWN_STATES:
                 back = view.cooldown_until or now
                 soonest = min(soonest, max(back, until, now))
-                if not last_resort or view.name in blocked:
+                if not last_resort or name in blocked:
                     continue
                 if _may_pass(view, now):
-                    if spare is None or back < spare[0]:
-                        spare = (back, view.name)
+                    # The one back soonest; on a second pass, the first in priority order.
+                    if spare is None or (back < spare[0] and not by_priority):
+                        spare = (back, name)
                 elif (err := view.last_error) is not None and err.retry_at is not None and \
                         err.retry_at - now <= self.config.routing.rate_limit_max_wait_s:
                     soonest = min(soonest, err.retry_at)  # a short Retry-After: worth waiting out
         return Choice(None, soonest, spare[1] if spare is not None else None)
 
     async def _pick(
-        self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], deadline: float
+        self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], deadline: float,
+        by_priority: bool = False, deployments: Mapping[str, str] | None = None,
     ) -> tuple[str | None, bool]:
         """The provider to try next and whether it is a last resort (None: nothing can answer)."""
         while True:
             now = self.clock.now()
-            choice = self._choose(serving, blocked, now)
+            choice = self._choose(serving, blocked, now, by_priority, deployments)
             if choice.best is not None:
                 return choice.best, False
             if choice.spare is not None:
@@ -164,9 +192,11 @@ class RequestPath:
 
     def _plan(self, model: str, *, stream: bool) -> Plan:
         serving = self.serving(model)
+        own = self._deployments.get(model)
         return Plan(model=model, request_id=self.new_request_id(), serving=serving,
                     routing=self.config.routing, clock=self.clock, bus=self.bus, reporter=self.reporter,
-                    pick=self._pick, stream=stream, why_none=lambda: self.no_provider_reason(serving))
+                    pick=self._pick if own is None else functools.partial(self._pick, deployments=own),
+                    stream=stream, why_none=lambda: self.no_provider_reason(serving), deployments=own)
 
     # -- reporting ----------------------------------------------------------
     def no_provider_reason(self, serving: Mapping[str, ProviderConfig]) -> str:
@@ -198,8 +228,10 @@ class RequestPath:
                 plan.failed(name, failure, started)
                 continue
             latency = (time.perf_counter() - started) * 1000.0
+            plan.answered()
             if self.reporter.succeeded(provider=name, model=model, request_id=plan.request_id,
-                                       latency_ms=latency, last_resort=name in plan.last_resort):
+                                       latency_ms=latency, last_resort=name in plan.last_resort,
+                                       deployment=plan.deployments.get(name, "")):
                 plan.changed = True
             if plan.changed:
                 await self.reporter.settle()
@@ -238,8 +270,10 @@ class RequestPath:
                 limit = min(provider.first_token_timeout_s, provider.timeout_s)
                 failure = UpstreamFailure("timeout", f"no first token within {limit:g} s")
             if failure is None:
+                plan.answered()
                 segment = Segment(Part(name, provider.models[model], "first"), reader, chunks, stack,
-                                  started, last_resort=name in plan.last_resort)
+                                  started, last_resort=name in plan.last_resort,
+                                  deployment=plan.deployments.get(name, ""))
                 continuation = Continuation(plan=plan, adapters=self.adapters, body=body, clock=self.clock,
                                             bus=self.bus, idle_timeout_s=idle, refused=self.prefill_refused)
                 if plan.changed:

@@ -11,7 +11,8 @@ from typing import Any
 
 from actors.core.availability import uptime
 from actors.core.config import Config
-from actors.core.messages import LastError, MetricsSnapshot, ProviderMetrics, RoutingSnapshot
+from actors.core.deployments import split_key
+from actors.core.messages import LastError, MetricsSnapshot, ProviderMetrics, ProviderView, RoutingSnapshot
 from actors.core.states import DAY_S
 from actors.core.stats import percentile
 from actors.core.times import iso
@@ -57,28 +58,39 @@ def _last_error(err: LastError | None) -> dict[str, Any] | None:
             "retry_at": iso(err.retry_at) if err.retry_at is not None else None}
 
 
+def _cooling(view: ProviderView, now: float) -> dict[str, Any]:
+    remaining = None
+    if view.cooldown_until is not None and view.state in ("cooldown", "unhealthy"):
+        remaining = round(max(0.0, view.cooldown_until - now), 1)
+    return {"cooldown_until": iso(view.cooldown_until), "cooldown_remaining_s": remaining}
+
+
 def build_status(
     config: Config, routing: RoutingSnapshot, metrics: MetricsSnapshot | None, now: float
 ) -> dict[str, Any]:
     """The /status document (DESIGN.md), plus a few fields operators asked for."""
     models = {p.name: p.models for p in config.providers}
+    own: dict[str, dict[str, Any]] = {}  # provider -> upstream model -> its deployment's state
+    for view in routing.deployments:
+        provider, upstream = split_key(view.name)
+        own.setdefault(provider, {})[upstream or ""] = {
+            "state": view.state, **_cooling(view, now), "failure_count": view.failure_count,
+            "last_error": _last_error(view.last_error)}
     providers: dict[str, Any] = {}
     for view in routing.providers:
         m = metrics.providers.get(view.name) if metrics else None
-        remaining = None
-        if view.cooldown_until is not None and view.state in ("cooldown", "unhealthy"):
-            remaining = round(max(0.0, view.cooldown_until - now), 1)
         providers[view.name] = {
             "state": view.state,
             "priority": view.priority,
             "models": dict(models.get(view.name, {})),
-            "cooldown_until": iso(view.cooldown_until),
-            "cooldown_remaining_s": remaining,
+            **_cooling(view, now),
             "cooldown_level": view.cooldown_level,
             "failure_count": view.failure_count,
             "detail": view.detail or None,
             "last_error": _last_error(view.last_error),
             "metrics": metrics_view(m or ProviderMetrics(), now),
+            # Each upstream model's own state, when it serves several (a 429 on one leaves the rest).
+            "deployments": own.get(view.name, {}),
         }
     recoveries = metrics.recovery_times_s if metrics else ()
     return {

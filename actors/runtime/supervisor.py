@@ -135,7 +135,8 @@ class Supervisor(Control):
         bus.listen([ProviderStateChanged, FallbackTriggered, ProviderRecovered], self._log_event)
         actors = build_actors(config, clock=clock, restored=restored)
         snapshot = actors.start
-        bus.tell(SupervisorStarted(at=snapshot.at, providers=snapshot.providers))  # replay starts here
+        # Replay starts here (deployments' records are views like the providers').
+        bus.tell(SupervisorStarted(at=snapshot.at, providers=(*snapshot.providers, *snapshot.deployments)))
         await record_config(store, config)
         self._on_routing(snapshot)
         self._metrics = actors.metrics.snapshot(snapshot.at)  # before it runs: what was restored
@@ -239,7 +240,7 @@ class Supervisor(Control):
         assert isinstance(message, RoutingSnapshot)
         self._routing = message
         if self.store is not None:
-            for view in message.providers:
+            for view in (*message.providers, *message.deployments):
                 if self._saved_views.get(view.name) != view:
                     self._saved_views[view.name] = view
                     self.store.save_provider(view)

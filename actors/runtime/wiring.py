@@ -111,7 +111,7 @@ def build_actors(config: Config, *, clock: Clock, restored: Restored | None = No
     return Actors(
         classifier=ErrorClassifier(config.routing, clock=clock),
         selector=selector,
-        recovery=RecoveryManager(start.providers, health=health, clock=clock),
+        recovery=RecoveryManager((*start.providers, *start.deployments), health=health, clock=clock),
         health=HealthMonitor(config.providers, health, states={v.name: v.state for v in start.providers},
                              clock=clock),
         metrics=MetricsCollector(

@@ -96,13 +96,14 @@ def ok(text: str = _DEFAULT_TEXT, *, chunks: int = 4, usage: bool = True, delay_
 
 
 def error(status: int, message: str = "", *, code: str | None = None, type: str | None = None,
-          retry_after: float | str | None = None) -> Fault:
-    """Answer `status` with an OpenAI error body and, if given, a Retry-After header."""
+          retry_after: float | str | None = None, param: str | None = None) -> Fault:
+    """Answer `status` with an OpenAI error body (``param``: the field it is about) and a Retry-After."""
     phrase = HTTPStatus(status).phrase if status in set(HTTPStatus) else "Error"
     default_message, default_type, default_code = ERROR_DEFAULTS.get(
         status, (phrase, "server_error" if status >= 500 else "invalid_request_error", None))
     return Fault(kind="error", status=status, message=message or default_message,
-                 type=type or default_type, code=code or default_code, retry_after=retry_after)
+                 type=type or default_type, code=code or default_code, retry_after=retry_after,
+                 param=param)
 
 
 def context_length_exceeded() -> Fault:

@@ -40,6 +40,8 @@ def incident_config(state: Path, fakes: dict[str, FakeUpstream], *, health: dict
     return parse_config(
         {
             "state": {"path": str(state)},
+            # No second pass: its wait is on the virtual clock, which the scenarios move themselves.
+            "routing": {"second_pass_backoff_s": 0},
             # Early recovery probes off: these tests time the cooldown's own probe (tests of the
             # early ones turn them on).
             "health": health or {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0,

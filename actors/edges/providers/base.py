@@ -26,6 +26,7 @@ __all__ = (
     "HttpAdapter",
     "UpstreamFailure",
     "error_details",
+    "error_param",
     "parse_retry_after",
     "redact",
 )
@@ -126,6 +127,17 @@ def error_details(body: bytes) -> tuple[str, str | None]:
         if isinstance(candidate, str) and candidate:
             return candidate[:500], None
     return body[:300].decode("utf-8", "replace"), None
+
+
+def error_param(body: bytes) -> str | None:
+    """The request field an error body names (OpenAI's ``error.param``), if any."""
+    try:
+        parsed = _error_decoder.decode(body)
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        return None
+    err = parsed.error
+    param = err.get("param") if isinstance(err, dict) else None
+    return param if isinstance(param, str) and param else None
 
 
 def redact(text: str, secret: str | None) -> str:

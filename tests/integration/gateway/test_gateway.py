@@ -123,9 +123,9 @@ async def test_all_down_is_503_naming_each_provider(tmp_path: Path) -> None:
 
 
 async def test_upstream_rejection_is_returned_as_is(tmp_path: Path) -> None:
-    """A 400 from the provider comes back as a 400 naming that provider, without a fallback."""
+    """A 400 about a request field comes back as a 400 naming that provider, without a fallback."""
     a, b, svc = two(tmp_path)
-    a.script(error(400, "temperature is silly", code="bad_temperature"))
+    a.script(error(400, "temperature is silly", code="bad_temperature", param="temperature"))
     async with svc as s:
         client = s.client()
         with pytest.raises(openai.BadRequestError) as info:
@@ -139,7 +139,7 @@ async def test_upstream_rejection_is_returned_as_is(tmp_path: Path) -> None:
 async def test_upstream_rejection_keeps_the_upstream_code(tmp_path: Path) -> None:
     """A provider's 400 reaches the client with the provider's error code."""
     a, _, svc = two(tmp_path)
-    a.script(error(400, "temperature is silly", code="bad_temperature"))
+    a.script(error(400, "temperature is silly", code="bad_temperature", param="temperature"))
     async with svc as s:
         client = s.client()
         with pytest.raises(openai.BadRequestError) as info:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from actors.core.errors import UpstreamRejectedError
-from actors.testing import error, ok
+from actors.testing import Fault, error, ok
 from tests.helpers import HI, running, settle
 
 pytestmark = pytest.mark.anyio
@@ -37,15 +37,59 @@ async def test_a_proxy_400_falls_over_and_cools_the_primary(tmp_path: Path, faul
         assert sup.status()["providers"]["a"]["last_error"]["category"] == category
 
 
-async def test_a_callers_400_still_goes_back_to_the_caller(tmp_path: Path) -> None:
-    """A 400 naming a request field is the caller's: returned, no fallback, no penalty."""
+@pytest.mark.parametrize("fault", [
+    pytest.param(error(400, "Invalid value for 'temperature': must be at most 2.", param="temperature"),
+                 id="openai-param"),
+    pytest.param(error(400, "max_tokens: Field required", type="invalid_request_error"), id="anthropic-field"),
+    pytest.param(error(400, "The response was filtered due to the prompt triggering Azure OpenAI's content"
+                       " management policy.", code="content_filter"), id="content-filter"),
+])
+async def test_a_callers_400_still_goes_back_to_the_caller(tmp_path: Path, fault: Fault) -> None:
+    """A 400 naming a request field, or a content-policy refusal, is the caller's: returned as it came."""
     async with running(tmp_path, "a", "b") as (sup, _, (a, b)):
-        a.script(error(400, "Unrecognized request argument supplied: frobnicate", type="invalid_request_error",
-                       code=None))
+        a.script(fault)
+        with pytest.raises(UpstreamRejectedError) as caught:
+            await sup.chat(HI)
+        assert fault.message in str(caught.value)
+        await settle()
+        assert b.completions == 0
+        assert sup.state_of("a") == "healthy"
+
+
+async def test_a_400_the_next_provider_does_not_give_is_the_providers(tmp_path: Path) -> None:
+    """An unclear 400 (no field named): the next provider answers the same request, so it was a's fault."""
+    async with running(tmp_path, "a", "b") as (sup, _, (a, b)):
+        a.script(error(400, "Unrecognized request argument supplied: frobnicate"))
+        reply = await sup.chat(HI)
+        assert (reply.provider, b.completions) == ("b", 1)
+        await settle()
+        view = sup.status()["providers"]["a"]
+        assert view["state"] == "degraded"  # counted: failure_threshold of them take it out
+        assert view["last_error"]["category"] == "proxy_error"
+
+
+async def test_a_400_the_next_provider_gives_too_is_the_callers(tmp_path: Path) -> None:
+    """An unclear 400 that the next provider gives too: the first 400 goes back; nobody is penalised."""
+    async with running(tmp_path, "a", "b") as (sup, _, (a, b)):
+        a.script(error(400, "Unrecognized request argument supplied: frobnicate"))
+        b.script(error(400, "unknown field frobnicate"))
+        with pytest.raises(UpstreamRejectedError) as caught:
+            await sup.chat(HI)
+        assert caught.value.provider == "a"
+        assert "frobnicate" in str(caught.value)
+        await settle()
+        assert (sup.state_of("a"), sup.state_of("b")) == ("healthy", "healthy")
+        events = [e.message for e in await sup.store.events(types=["attempt_failed"])]
+        assert [(e.provider, e.whose) for e in events] == [("a", "caller"), ("b", "caller")]
+
+
+async def test_an_unclear_400_with_no_one_else_to_ask_goes_back(tmp_path: Path) -> None:
+    """The only provider of the model answers an unclear 400: it goes back as it came, no penalty."""
+    async with running(tmp_path, "a") as (sup, _, (a,)):
+        a.script(error(400, "Unrecognized request argument supplied: frobnicate"))
         with pytest.raises(UpstreamRejectedError):
             await sup.chat(HI)
         await settle()
-        assert b.completions == 0
         assert sup.state_of("a") == "healthy"
 
 

@@ -100,9 +100,9 @@ async def test_second_server_error_falls_back(tmp_path: Path) -> None:
 
 
 async def test_invalid_request_goes_back_to_the_caller(tmp_path: Path) -> None:
-    """A 400 is returned to the caller; no other provider is tried and none is penalised."""
+    """A 400 naming a request field is returned to the caller; no other provider is tried or penalised."""
     async with running(tmp_path, "a", "b") as (sup, _, (a, b)):
-        a.script(error(400, "temperature is invalid"))
+        a.script(error(400, "temperature is invalid", param="temperature"))
         with pytest.raises(UpstreamRejectedError, match="temperature is invalid"):
             await sup.chat(HI)
         await settle()
