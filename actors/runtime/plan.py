@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
@@ -34,6 +35,11 @@ __all__ = ("NextTry", "Pick", "Plan")
 #: choice now (``by_priority``: a last resort in priority order rather than the one back soonest).
 Pick = Callable[[Mapping[str, ProviderConfig], Mapping[str, float], float, bool],
                 Awaitable[tuple[str | None, bool]]]
+
+
+#: Failures worth another pass: transient ones, and a 429 (routing lets it be tried once its
+#: Retry-After is over, and waits for that when it is short).
+_PASSING = TRANSIENT_CATEGORIES | {"rate_limit"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,13 +135,15 @@ class Plan:
         """Every candidate failed transiently: wait a jittered moment and go through them once more."""
         backoff = self._routing.second_pass_backoff_s
         if self._second_pass or backoff <= 0 or not self.log or \
-                any(a.category not in TRANSIENT_CATEGORIES for a in self.log):
+                any(a.category not in _PASSING for a in self.log):
             return False
         wake = self._clock.now() + random.uniform(backoff / 2, backoff)
         if wake >= self.deadline:
             return False
         self._second_pass = True
-        self._blocked.clear()
+        # A 429 is never hammered: a provider that said so twice to this request stays aside.
+        limited = Counter(a.provider for a in self.log if a.category == "rate_limit")
+        self._blocked = {name: until for name, until in self._blocked.items() if limited[name] >= 2}
         await self._clock.sleep_until(wake)
         return True
 
