@@ -34,6 +34,7 @@ from actors.core.config_schema import (
     CooldownConfig,
     HealthConfig,
     MetricsConfig,
+    ModelLimits,
     ProviderConfig,
     RoutingConfig,
     Secret,
@@ -43,8 +44,8 @@ from actors.core.config_schema import (
 from actors.core.errors import ConfigError
 from actors.core.interpolation import Interpolated, InterpolationError, dotted, interpolate, redact, retype
 
-__all__ = ("Config", "CooldownConfig", "HealthConfig", "MetricsConfig", "ProviderConfig", "RoutingConfig",
-           "Secret", "ServerConfig", "StateConfig", "load_config", "parse_config")
+__all__ = ("Config", "CooldownConfig", "HealthConfig", "MetricsConfig", "ModelLimits", "ProviderConfig",
+           "RoutingConfig", "Secret", "ServerConfig", "StateConfig", "load_config", "parse_config")
 
 # The sections live in config_schema (the shape); this module reads and checks them.
 
@@ -90,16 +91,23 @@ def _value_at(data: Any, path: str) -> Any:
 
 
 def _type_at(steps: Sequence[str | int]) -> Any:
-    """The msgspec type info of the key at ``steps`` in a Config, or ``None`` (e.g. inside a dict)."""
+    """The msgspec type info of the key at ``steps`` in a Config, or ``None`` where it has none."""
+    if len(steps) == 5 and steps[0] == "providers" and steps[2] == "models":
+        steps = [*steps[:2], "model_limits", *steps[3:]]  # a key of the table form: ModelLimits'
     info: Any = msgspec.inspect.type_info(Config)
     for step in steps:
         if isinstance(step, int):
             info = getattr(info, "item_type", None)
+        elif isinstance(info, msgspec.inspect.DictType):
+            info = info.value_type
         else:
             fields = getattr(info, "fields", ())
             info = next((f.type for f in fields if f.encode_name == step), None)
         if info is None:
             return None
+    if isinstance(info, msgspec.inspect.UnionType):  # `int | None`: the type a value would take
+        kinds = [t for t in info.types if not isinstance(t, msgspec.inspect.NoneType)]
+        info = kinds[0] if len(kinds) == 1 else info
     return info
 
 
@@ -171,6 +179,9 @@ def _check(config: Config, source: str) -> None:
         for logical, upstream in p.models.items():
             if not logical or not upstream:
                 fail(f"{key}.models", "logical and upstream model names must be non-empty")
+        for logical in p.model_limits.keys() - p.models.keys():
+            fail(f"{key}.model_limits.{logical}", f"{logical!r} is not one of this provider's models "
+                 f"({', '.join(p.models)})")
         if p.api_key_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", p.api_key_env):
             fail(f"{key}.api_key_env", f"expected an environment variable name, got {p.api_key_env!r}")
         if p.health_path and not p.health_path.startswith("/"):
@@ -247,6 +258,7 @@ def _convert(data: dict[str, Any], source: str) -> Config:
     if "source" in data:
         raise ConfigError("unknown key", path=source, key="source")
     data["source"] = source
+    _split_models(data, source)
     try:
         return msgspec.convert(data, Config)
     except msgspec.ValidationError as exc:
@@ -261,6 +273,68 @@ def _convert(data: dict[str, Any], source: str) -> Config:
             raise ConfigError(f"expected {expected}" if expected else "required key is missing",
                               path=source, key=key) from None
         raise ConfigError(_explain(message, path, data), path=source, key=_key_path(path, data)) from None
+
+
+def _split_models(data: dict[str, Any], source: str) -> None:
+    """Split the table form ``models = { chat = { model = "id", max_input_tokens = ... } }`` in place:
+    the id stays in ``models``, the rest goes to ``model_limits`` (where exported configs write it),
+    checked here because msgspec's error paths do not name a dict's keys.
+    """
+    providers = data.get("providers")
+    for i, p in enumerate(providers if isinstance(providers, list) else ()):
+        models = p.get("models") if isinstance(p, dict) else None
+        if not isinstance(models, dict):
+            continue
+        stated = p.get("model_limits", {})
+        limits: dict[str, Any] = dict(stated) if isinstance(stated, dict) else {}
+        tables: set[str] = set()
+        for logical, value in models.items():
+            key = _key_path(f"$.providers[{i}].models.{logical}", data)
+            if not isinstance(value, dict):
+                if not isinstance(value, str):
+                    raise ConfigError('expected the upstream model id, "gpt-4o-mini", or a table '
+                                      f'{{ model = "gpt-4o-mini", max_input_tokens = ... }}, got {value!r}',
+                                      path=source, key=key)
+                continue
+            table = dict(value)
+            upstream = table.pop("model", None)
+            if not isinstance(upstream, str) or not upstream:
+                got = f"got {upstream!r}" if "model" in value else "it is missing"
+                raise ConfigError(f'expected the upstream model id, e.g. {{ model = "gpt-4o-mini" }}; {got}',
+                                  path=source, key=f"{key}.model")
+            if logical in limits:
+                raise ConfigError("its limits are stated twice (in models and in model_limits): keep one",
+                                  path=source, key=key)
+            models[logical], limits[logical] = upstream, table
+            tables.add(logical)
+        for logical, table in limits.items():
+            where = "models" if logical in tables else "model_limits"
+            _check_limits(table, _key_path(f"$.providers[{i}].{where}.{logical}", data), source)
+        if tables:
+            p["model_limits"] = limits
+
+
+_LIMITS_EXPECTED = {"max_input_tokens": "a whole number of tokens (at least 1)",
+                    "max_output_tokens": "a whole number of tokens (at least 1)",
+                    "tool_calling": "true or false"}
+
+
+def _check_limits(table: Any, key: str, source: str) -> None:
+    """Raise a ConfigError naming the key when ``table`` is not a valid :class:`ModelLimits`."""
+    try:
+        msgspec.convert(table, ModelLimits)
+    except msgspec.ValidationError as exc:
+        field = re.search(r"`\$\.(\w+)`|unknown field `(.+)`", str(exc))
+        name = next((g for g in field.groups() if g), "") if field else ""
+        if name and name not in _LIMITS_EXPECTED:
+            raise ConfigError(f"unknown key (a model's table takes model, {', '.join(_LIMITS_EXPECTED)})",
+                              path=source, key=f"{key}.{name}") from None
+        if name:
+            value = table[name] if isinstance(table, dict) else None
+            raise ConfigError(f"expected {_LIMITS_EXPECTED[name]}, got {value!r}",
+                              path=source, key=f"{key}.{name}") from None
+        raise ConfigError("expected a table of max_input_tokens, max_output_tokens, tool_calling",
+                          path=source, key=key) from None
 
 
 def _clashes(config: Config) -> list[tuple[str, str]]:

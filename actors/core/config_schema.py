@@ -13,8 +13,9 @@ import msgspec
 
 from actors.core.states import Tier
 
-__all__ = ("Config", "CooldownConfig", "HealthConfig", "MetricsConfig", "NonNegative", "Positive",
-           "PositiveInt", "ProviderConfig", "RoutingConfig", "Secret", "ServerConfig", "StateConfig")
+__all__ = ("Config", "CooldownConfig", "HealthConfig", "LoggingConfig", "MetricsConfig", "ModelLimits",
+           "NonNegative", "Positive", "PositiveInt", "ProviderConfig", "RoutingConfig", "Secret",
+           "ServerConfig", "StateConfig")
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -114,12 +115,35 @@ class HealthConfig(_Section, frozen=True, kw_only=True):
 class MetricsConfig(_Section, frozen=True, kw_only=True):
     latency_window: PositiveInt = 1000
     retention_days: Positive = 30
+    persist_interval_s: Positive = 60  # how often provider_metrics.json ([logging]) is rewritten
+
+
+class LoggingConfig(_Section, frozen=True, kw_only=True):
+    """The original skill's log directory (actors.runtime.fallback_log): fallback_events.jsonl and
+    provider_metrics.json. "" writes neither. The shipped config.toml sets it to
+    ``${FALLBACK_LOG_DIR:-./logs}``; a Config built in code writes no log files unless it says where.
+    """
+
+    fallback_log_dir: str = ""
+    max_file_mb: Positive = 10  # fallback_events.jsonl is rotated once it would grow past this ...
+    backups: Annotated[int, msgspec.Meta(ge=0)] = 5  # ... keeping this many: .1 (newest) to .N
+
+
+class ModelLimits(_Section, frozen=True, kw_only=True, omit_defaults=True):
+    """What one provider's model can do, from the table form of ``models``; None: not stated."""
+
+    max_input_tokens: PositiveInt | None = None
+    max_output_tokens: PositiveInt | None = None
+    tool_calling: bool | None = None
 
 
 class ProviderConfig(_Section, frozen=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
     base_url: str
-    models: dict[str, str]
+    models: dict[str, str]  # logical -> upstream model id (the table form's `model`)
+    #: logical -> what the table form ``models = { chat = { model = "...", max_input_tokens = ... } }``
+    #: states besides the id (config.py splits it out); exported configs write it under this key.
+    model_limits: dict[str, ModelLimits] = {}
     kind: Literal["openai", "anthropic", "azure"] = "openai"
     api_key_env: str = ""
     priority: int = 100
@@ -148,6 +172,7 @@ class Config(_Section, frozen=True, kw_only=True):
     routing: RoutingConfig = RoutingConfig()
     health: HealthConfig = HealthConfig()
     metrics: MetricsConfig = MetricsConfig()
+    logging: LoggingConfig = LoggingConfig()
     source: str = "<config>"  # where it came from, for messages
 
     def models(self) -> list[str]:
