@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import aiohttp
 import anyio
@@ -181,15 +181,19 @@ def require_tool(name: str, package: str) -> str:
     """
     import shutil
 
-    import pytest
-
     path = shutil.which(name)
     if path is None:
-        why = f"{name} is missing (Debian package {package})"
-        if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{why}: .ci/run must install it", pytrace=False)
-        pytest.skip(why)
+        missing(f"{name} is missing (Debian package {package})")
     return path
+
+
+def missing(why: str) -> NoReturn:
+    """Skip a test for a tool this machine lacks; in CI (CI=true), fail: .ci/run must install it."""
+    import pytest
+
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{why}: .ci/run must install it", pytrace=False)
+    pytest.skip(why)
 
 
 # ---------------------------------------------------------------- an embedded Supervisor on a virtual clock

@@ -22,6 +22,7 @@ runs in a loop of its own; closing it is the caller's business.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import atexit
 import concurrent.futures as cf
@@ -148,17 +149,17 @@ def _item(item: _Item) -> Opened | bytes | None:
     return item
 
 
-class Host:
+class Host(abc.ABC):
     """Runs work on the loop its Supervisor lives in (see the module doc)."""
 
+    @abc.abstractmethod
     def _target(self) -> tuple[asyncio.AbstractEventLoop, Supervisor]:
         """The loop and the Supervisor, ready for work (may block: starting)."""
-        raise NotImplementedError
 
     async def _atarget(self) -> tuple[asyncio.AbstractEventLoop, Supervisor]:
         return self._target()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 (a guest owns nothing: closing it does nothing)
         """Stop what this host owns (nothing, unless it owns the Supervisor)."""
 
     def run(self, work: Work[T]) -> T:
