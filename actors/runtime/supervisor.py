@@ -50,6 +50,7 @@ from actors.edges.prober import Prober
 from actors.edges.providers import make_adapter
 from actors.edges.store.store import Store
 from actors.runtime.control import Control
+from actors.runtime.fallback_log import FallbackLog
 from actors.runtime.replies import ChatReply, ChatStream
 from actors.runtime.request import RequestPath
 from actors.runtime.status import build_status
@@ -117,6 +118,8 @@ class Supervisor(Control):
         )
         stack.push_async_callback(store.close)
         self.store = store
+        fallback_log = await FallbackLog.open(config, status=self.status)  # [logging]; ConfigError: bad dir
+        stack.push_async_callback(fallback_log.close)  # after the task group: queued lines, final summary
         restored = await load_restored(store, clock.now())
 
         if self._session is None:
@@ -133,6 +136,7 @@ class Supervisor(Control):
         bus.listen([RoutingSnapshot], self._on_routing)
         bus.listen([MetricsSnapshot], self._on_metrics)
         bus.listen([ProviderStateChanged, FallbackTriggered, ProviderRecovered], self._log_event)
+        fallback_log.attach(bus)
         actors = build_actors(config, clock=clock, restored=restored)
         snapshot = actors.start
         # Replay starts here (deployments' records are views like the providers').
@@ -153,6 +157,7 @@ class Supervisor(Control):
         self._tg = tg
         stack.push_async_callback(self._shutdown)
         await tg.start(store.run)
+        await tg.start(fallback_log.run)
         for actor in actors.all():
             await tg.start(self._supervise, actor)
         await tg.start(self._supervise, prober)
