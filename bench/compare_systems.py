@@ -84,8 +84,12 @@ def rss_mb(pid: int) -> float:
 
 
 def our_raw_config(providers: list[tuple[str, str]], *, timeout_s: float = 60, port: int = 0,
-                   state_path: str, routing: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Providers as (name, base_url) in priority order; periodic health checks off (probes stay on)."""
+                   state_path: str, routing: dict[str, Any] | None = None,
+                   provider_extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Providers as (name, base_url) in priority order; periodic health checks off (probes stay on).
+
+    `provider_extra` adds the same keys to every provider (``first_token_timeout_s``, ...).
+    """
     return {
         "server": {"host": "127.0.0.1", "port": port, "shutdown_grace_s": 1},
         "state": {"path": state_path},
@@ -93,7 +97,7 @@ def our_raw_config(providers: list[tuple[str, str]], *, timeout_s: float = 60, p
         "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0, "api_timeout_s": 5},
         "providers": [
             {"name": name, "base_url": url, "api_key_env": KEY_ENV, "priority": i + 1,
-             "timeout_s": timeout_s, "models": {"chat": "fake-model"}}
+             "timeout_s": timeout_s, "models": {"chat": "fake-model"}, **(provider_extra or {})}
             for i, (name, url) in enumerate(providers)
         ],
     }
