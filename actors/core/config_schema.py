@@ -106,6 +106,7 @@ class HealthConfig(_Section, frozen=True, kw_only=True):
     api_timeout_s: Positive = 15
     probe_tier: Tier = "api"  # the check for a failure with no cheaper proof of recovery
     probe_min_interval_s: NonNegative = 5  # re-check one out of routing this soon, then x2 (0: at the end)
+    probe_max_interval_s: NonNegative = 10  # ... the x2 spacing stops growing here (0: up to the end)
 
     def timeout_of(self, tier: Tier) -> float:
         """How long a check of ``tier`` may take."""

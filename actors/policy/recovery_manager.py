@@ -4,7 +4,7 @@ Takes in: :class:`ProviderStateChanged` (from the selector) and
 :class:`HealthChecked` (from the health monitor).
 Puts out: :class:`ProbeRequested` on a backing-off schedule while a provider
 is out of routing (``health.probe_min_interval_s`` after its cooldown began,
-then 2x, 4x... the interval, never before a 429's Retry-After) and when its
+then 2x, 4x... the interval up to ``probe_max_interval_s``, never before a 429's Retry-After) and when its
 cooldown ends, each with the cheapest check that can prove recovery from its
 failure (ping after connection errors, an authenticated model list after
 auth errors, else the ``probe_tier``); :class:`RestoreProvider` when a probe
@@ -58,13 +58,14 @@ _PROOF: dict[Category, Tier] = {
 _WAIT_FOR_END: frozenset[Category] = frozenset({"rate_limit"})
 
 
-def probe_times(since: float, interval: float, until: float) -> list[float]:
-    """The early recovery probes of a cooldown: since + interval x (1, 3, 7, 15...), before ``until``."""
+def probe_times(since: float, interval: float, until: float, cap: float = 0.0) -> list[float]:
+    """The early recovery probes of a cooldown: since + interval x (1, 3, 7, 15...), before ``until``,
+    the spacing growing to at most ``cap`` (0: no cap), so a heal is seen within ``cap``."""
     out: list[float] = []
     step, at = interval, since + interval
-    while interval > 0 and at < until and len(out) < 64:
+    while interval > 0 and at < until and len(out) < 512:
         out.append(at)
-        step *= 2
+        step = min(step * 2, cap) if cap > 0 else step * 2
         at += step
     return out
 
@@ -124,8 +125,10 @@ class RecoveryManager(Actor[RecoveryInbox]):
         if (w.state not in ("cooldown", "unhealthy") or w.cooldown_since is None or w.cooldown_until is None
                 or w.category in _WAIT_FOR_END):
             return
-        w.next_early = next((at for at in probe_times(w.cooldown_since, self.health.probe_min_interval_s,
-                                                      w.cooldown_until) if at > now), None)
+        health = self.health
+        w.next_early = next((at for at in probe_times(w.cooldown_since, health.probe_min_interval_s,
+                                                      w.cooldown_until, health.probe_max_interval_s)
+                             if at > now), None)
 
     def _due(self, w: _Watch) -> float | None:
         if w.probe_deadline is not None:

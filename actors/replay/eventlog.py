@@ -68,8 +68,9 @@ def replay_config(data: dict[str, Any], configured: Iterable[str] | None, *, sou
     # A key the recorded config lacks did not exist when it ran: its behaviour was the one the key's
     # "off" value gives, not today's default (early recovery probes came with probe_min_interval_s).
     health = data.get("health")
-    if isinstance(health, dict) and "probe_min_interval_s" not in health:
-        data = {**data, "health": {**health, "probe_min_interval_s": 0}}
+    if isinstance(health, dict):
+        came_later = {"probe_min_interval_s": 0, "probe_max_interval_s": 0}  # key -> its "off" value
+        data = {**data, "health": {**{k: v for k, v in came_later.items() if k not in health}, **health}}
     env = {
         p["api_key_env"]: "replay"
         for p in data.get("providers", ())

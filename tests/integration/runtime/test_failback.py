@@ -18,6 +18,7 @@ EARLY: dict[str, Any] = {"ping_interval_s": 0, "full_interval_s": 0, "api_interv
 def test_the_schedule_backs_off_and_stops_at_the_cooldown_end() -> None:
     """5 s after the failure, then 10, 20, 40... apart; none at or after the cooldown's end."""
     assert probe_times(0.0, 5.0, 600.0) == [5.0, 15.0, 35.0, 75.0, 155.0, 315.0]
+    assert probe_times(0.0, 5.0, 80.0, 10.0) == [5.0, 15.0, 25.0, 35.0, 45.0, 55.0, 65.0, 75.0]  # capped
     assert probe_times(0.0, 0.0, 600.0) == []  # probe_min_interval_s = 0: only the cooldown's own probe
 
 
