@@ -260,7 +260,11 @@ async def test_the_openai_sdk_streams_one_whole_answer_through_the_gateway(tmp_p
         a.script(cut_stream(25, text=TEXT, chunks=CHUNKS))
         b.set_default(ok(TEXT, chunks=CHUNKS))
         parts: list[str] = []
-        await read_stream(svc.client(), parts)
+        client = svc.client()
+        try:
+            await read_stream(client, parts)
+        finally:
+            await client.close()
         assert "".join(parts) == TEXT
         status, _, body = await svc.get("/events?type=fallback_triggered")
         assert status == 200

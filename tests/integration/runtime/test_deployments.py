@@ -131,13 +131,15 @@ async def test_through_the_gateway_and_the_sdk_a_429_on_one_model_leaves_the_oth
     async with service(tmp_path, a, b, providers=models) as svc:
         a.script(error(429, retry_after=120))
         client = svc.client()
-        parts: list[str] = []
-        await read_stream(client, parts)
-        assert "".join(parts) == "Hello from fake"
-        assert b.completions == 1
-        raw = await client.chat.completions.with_raw_response.create(model="code", messages=SDK_HI)
-        assert raw.headers["x-fallback-provider"] == "a"
+        try:
+            parts: list[str] = []
+            await read_stream(client, parts)
+            assert "".join(parts) == "Hello from fake"
+            assert b.completions == 1
+            raw = await client.chat.completions.with_raw_response.create(model="code", messages=SDK_HI)
+            assert raw.headers["x-fallback-provider"] == "a"
+        finally:
+            await client.close()
         _, _, body = await svc.get("/status")
         deployments = msgspec.json.decode(body)["providers"]["a"]["deployments"]
         assert (deployments["a-fast"]["state"], deployments["a-big"]["state"]) == ("cooldown", "healthy")
-        await client.close()
