@@ -19,7 +19,7 @@ import msgspec
 
 from actors.core.errors import AllProvidersFailedError, Attempt, StreamInterruptedError
 from actors.edges.providers.base import UpstreamFailure
-from actors.runtime.continuation import Continuation, Diverged, Part, Rewriter, Segment
+from actors.runtime.continuation import Continuation, Diverged, Part, Segment
 from actors.runtime.outcomes import Reporter
 
 __all__ = ("ChatReply", "ChatStream")
@@ -167,14 +167,8 @@ class ChatStream:
                 rewriter = segment.rewriter
                 if rewriter is None:
                     yield payload
-                elif (rewritten := self._rewritten(rewriter, payload)) is not None:
+                elif (rewritten := rewriter.apply(payload)) is not None:  # caught up: it can't diverge
                     yield rewritten
-
-    def _rewritten(self, rewriter: Rewriter, payload: bytes) -> bytes | None:
-        try:
-            return rewriter.apply(payload)
-        except Diverged:  # cannot happen once caught up; a splice that did not would not be here
-            return None
 
     async def _go_on(self, segment: Segment, failure: UpstreamFailure) -> list[bytes]:
         """The provider broke: continue from the next one (its first payloads), or raise."""
