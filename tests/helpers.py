@@ -26,7 +26,7 @@ from actors.core.clock import VirtualClock
 from actors.core.config import Config, parse_config
 from actors.gateway import serve
 from actors.runtime.supervisor import Supervisor
-from actors.testing import FakeUpstream, error, ok
+from actors.testing import FakeSnowflake, FakeUpstream, FakeVertex, error, ok
 
 REPO = Path(__file__).resolve().parent.parent
 RUN = str(REPO / "run.py")
@@ -275,8 +275,12 @@ async def service(
     server: Mapping[str, Any] | None = None,
     routing: Mapping[str, Any] | None = None,
     providers: Mapping[str, Mapping[str, Any]] | None = None,
+    health: Mapping[str, Any] | None = None,
 ) -> AsyncIterator[Service]:
-    """Start the fakes, a Supervisor over them (priority in order) and the gateway on port 0."""
+    """Start the fakes, a Supervisor over them (priority in order) and the gateway on port 0.
+
+    No scheduled health checks unless ``health`` turns some on (its keys go over that default).
+    """
     async with AsyncExitStack() as stack:
         for fake in fakes:
             await stack.enter_async_context(fake)
@@ -284,7 +288,7 @@ async def service(
             "server": {"shutdown_grace_s": 5, **(server or {})},
             "state": {"path": str(tmp_path / "state.db")},
             "routing": {"second_pass_backoff_s": 0, **(routing or {})},
-            "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0},
+            "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0, **(health or {})},
             "providers": [
                 {"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},
                  "priority": i + 1, "timeout_s": TIMEOUT_S, **(providers or {}).get(f.name, {})}
@@ -324,3 +328,46 @@ def two(tmp_path: Path, **kwargs: Any) -> Any:
     """The usual pair: primary ``a`` and fallback ``b``."""
     a, b = FakeUpstream("a"), FakeUpstream("b")
     return a, b, service(tmp_path, a, b, **kwargs)
+
+
+# ---------------------------------------------------------------- the vertex and snowflake kinds' fakes
+
+VERTEX_MODEL = "google/gemini-2.5-flash"
+SNOWFLAKE_MODEL = "claude-3-5-sonnet"
+SNOWFLAKE_USER = "fallback_svc"
+
+
+def vertex_provider(fake: FakeVertex, key_file: Path, **extra: Any) -> dict[str, Any]:
+    """A ``kind = "vertex"`` provider table signing in to a started ``fake`` with a new service
+    account whose key is written to ``key_file``."""
+    return {"name": fake.name, "kind": "vertex", "base_url": fake.base_url, "project": fake.project,
+            "location": fake.location, "credentials_file": str(fake.service_account_file(key_file)),
+            "models": {"chat": VERTEX_MODEL}, "timeout_s": 30, **extra}
+
+
+def snowflake_provider(fake: FakeSnowflake, key_file: Path | None = None, **extra: Any) -> dict[str, Any]:
+    """A ``kind = "snowflake"`` provider table for a started ``fake``: key-pair auth with a new key
+    written to ``key_file``, else its PAT from the variable SNOWFLAKE_PAT (the caller sets it)."""
+    auth: dict[str, Any] = {"api_key_env": "SNOWFLAKE_PAT"} if key_file is None else {
+        "user": SNOWFLAKE_USER, "account": fake.account.lower(),
+        "private_key_file": str(fake.key_pair(SNOWFLAKE_USER, key_file))}
+    return {"name": fake.name, "kind": "snowflake", "base_url": fake.base_url,
+            "models": {"chat": SNOWFLAKE_MODEL}, "timeout_s": 30, **auth, **extra}
+
+
+def providers_config(tmp_path: Path, *providers: dict[str, Any], env: Mapping[str, str] | None = None,
+                     **routing: Any) -> Config:
+    """Providers in priority order (as given) on make_config's quiet defaults: no second pass, no
+    scheduled health checks, no early probes."""
+    return parse_config({
+        "state": {"path": str(tmp_path / "state.db")},
+        "routing": {"second_pass_backoff_s": 0, **routing},
+        "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0, "probe_min_interval_s": 0},
+        "providers": [{"priority": i + 1, **p} for i, p in enumerate(providers)],
+    }, env=dict(env or {}))
+
+
+def openai_provider(fake: FakeUpstream) -> dict[str, Any]:
+    """A plain ``kind = "openai"`` provider table for a FakeUpstream."""
+    return {"name": fake.name, "base_url": fake.base_url, "models": {"chat": f"{fake.name}-model"},
+            "timeout_s": 30}

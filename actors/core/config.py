@@ -13,7 +13,7 @@ here, so a config ``check`` accepts starts.
 Every error is a :class:`~actors.errors.ConfigError` naming the file, the key
 path (``providers[1] (kilocode).priority``) and what was expected. No message
 or log line shows the value of a variable named by ``api_key_env``,
-``admin_token_env`` or ``client_keys_env``.
+``admin_token_env``, ``client_keys_env`` or ``shared_password_env``.
 """
 
 from __future__ import annotations
@@ -43,13 +43,15 @@ from actors.core.config_schema import (
 )
 from actors.core.errors import ConfigError
 from actors.core.interpolation import Interpolated, InterpolationError, dotted, interpolate, redact, retype
+from actors.core.provider_kinds import kind_problems, with_derived_url
+from actors.core.shared_urls import shared_url_problem
 
 __all__ = ("Config", "CooldownConfig", "HealthConfig", "MetricsConfig", "ModelLimits", "ProviderConfig",
            "RoutingConfig", "Secret", "ServerConfig", "StateConfig", "load_config", "parse_config")
 
 # The sections live in config_schema (the shape); this module reads and checks them.
 
-_PROVIDER_SECRETS = {"api_key"}
+_PROVIDER_SECRETS = {"api_key", "private_key_passphrase"}
 _SERVER_SECRETS = {"admin_token", "client_keys"}
 _SEGMENT = re.compile(r"\.([^.\[]+)|\[(\d+)\]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -165,6 +167,8 @@ def _check(config: Config, source: str) -> None:
         if p.name in seen:
             fail(f"{key}.name", f"duplicate provider name {p.name!r}: names must be unique")
         seen.add(p.name)
+        for field, why in kind_problems(p):
+            fail(f"{key}.{field}", why)
         if problem := _url_problem(p.base_url):
             fail(f"{key}.base_url", problem)
         for header, value in p.headers.items():
@@ -186,6 +190,15 @@ def _check(config: Config, source: str) -> None:
             fail(f"{key}.api_key_env", f"expected an environment variable name, got {p.api_key_env!r}")
         if p.health_path and not p.health_path.startswith("/"):
             fail(f"{key}.health_path", f"expected a path starting with '/', got {p.health_path!r}")
+    state = config.state
+    if url_problem := shared_url_problem(state.shared_url):
+        fail("state.shared_url", url_problem)
+    if state.shared_password_env and not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", state.shared_password_env):
+        fail("state.shared_password_env", f"expected an environment variable name, got "
+             f"{state.shared_password_env!r}")
+    if not state.shared_prefix or _CONTROL.search(state.shared_prefix) or " " in state.shared_prefix:
+        fail("state.shared_prefix", f"expected a non-empty key prefix without spaces, "
+             f"got {state.shared_prefix!r}")
     if config.routing.default_model not in config.models():
         fail("routing.default_model", f"{config.routing.default_model!r} is served by no provider "
              f"(models: {', '.join(config.models())})")
@@ -194,6 +207,9 @@ def _check(config: Config, source: str) -> None:
 def _resolve_secrets(config: Config, env: Mapping[str, str]) -> Config:
     providers = tuple(msgspec.structs.replace(p, api_key=Secret(env[p.api_key_env]))
                       if p.api_key_env and env.get(p.api_key_env) else p for p in config.providers)
+    providers = tuple(msgspec.structs.replace(p, private_key_passphrase=Secret(phrase))
+                      if p.private_key_passphrase_env and (phrase := env.get(p.private_key_passphrase_env))
+                      else p for p in providers)
     server = config.server
     token = env.get(server.admin_token_env) if server.admin_token_env else None
     keys = env.get(server.client_keys_env, "") if server.client_keys_env else ""
@@ -202,7 +218,9 @@ def _resolve_secrets(config: Config, env: Mapping[str, str]) -> Config:
         admin_token=Secret(token) if token else None,
         client_keys=tuple(Secret(k.strip()) for k in keys.split(",") if k.strip()),
     )
-    return msgspec.structs.replace(config, providers=providers, server=server)
+    password = env.get(config.state.shared_password_env) if config.state.shared_password_env else None
+    state = msgspec.structs.replace(config.state, shared_password=Secret(password) if password else None)
+    return msgspec.structs.replace(config, providers=providers, server=server, state=state)
 
 
 def parse_config(
@@ -219,13 +237,16 @@ def _parse(raw: Mapping[str, Any], env: Mapping[str, str], source: str) -> tuple
     providers, server = raw.get("providers"), raw.get("server")
     for i, p in enumerate(providers if isinstance(providers, list) else []):
         for secret in sorted(_PROVIDER_SECRETS & p.keys()) if isinstance(p, dict) else ():
-            raise ConfigError('secrets are never read from the config file: write api_key_env = '
-                              '"SOME_VARIABLE" and put the key in that environment variable',
+            raise ConfigError(f'secrets are never read from the config file: write {secret}_env = '
+                              '"SOME_VARIABLE" and put the value in that environment variable',
                               path=source, key=_key_path(f"$.providers[{i}].{secret}", raw))
     for secret in sorted(_SERVER_SECRETS & server.keys()) if isinstance(server, dict) else ():
         raise ConfigError("secrets are never read from the config file: set admin_token_env / "
                           "client_keys_env to the name of an environment variable",
                           path=source, key=f"server.{secret}")
+    if isinstance(state := raw.get("state"), dict) and "shared_password" in state:
+        raise ConfigError("secrets are never read from the config file: set shared_password_env to the "
+                          "name of an environment variable", path=source, key="state.shared_password")
     hidden: set[str] = set()
     try:
         found = interpolate(dict(raw), env)
@@ -249,7 +270,10 @@ def _hidden(found: Interpolated) -> set[str]:
     server = server if isinstance(server, dict) else {}
     names = [server.get(f, getattr(ServerConfig(), f)) for f in ("admin_token_env", "client_keys_env")]
     for p in providers if isinstance(providers, list) else []:
-        names.append(p.get("api_key_env") if isinstance(p, dict) else None)
+        if isinstance(p, dict):
+            names += [p.get("api_key_env"), p.get("private_key_passphrase_env")]
+    state = found.data.get("state")
+    names.append(state.get("shared_password_env") if isinstance(state, dict) else None)
     return found.values_of(names)
 
 
@@ -260,7 +284,8 @@ def _convert(data: dict[str, Any], source: str) -> Config:
     data["source"] = source
     _split_models(data, source)
     try:
-        return msgspec.convert(data, Config)
+        config = msgspec.convert(data, Config)
+        return msgspec.structs.replace(config, providers=tuple(map(with_derived_url, config.providers)))
     except msgspec.ValidationError as exc:
         match = re.match(r"(.*) - at `(\$[^`]*)`$", str(exc))
         message, path = (match.group(1), match.group(2)) if match else (str(exc), "$")

@@ -65,6 +65,15 @@ class StateConfig(_Section, frozen=True, kw_only=True):
     flush_interval_s: Positive = 0.25  # event-log batching: at most this late on disk
     events_retention_days: Positive = 30  # the event log keeps this long ...
     events_max_mb: Positive = 1000  # ... and at most this much event data (oldest go first)
+    #: Provider state shared by several instances through Redis (issue 15): "" keeps it local.
+    #: redis://host:port/db, rediss:// (TLS) or unix:///path; never a password in it.
+    shared_url: str = ""
+    shared_password_env: str = ""  # the variable holding Redis's password ("": none)
+    shared_prefix: str = "provider-fallback"  # every key and the channel start with it
+    shared_timeout_s: Positive = 0.25  # each Redis call: slower counts as Redis down
+    shared_reconcile_s: Positive = 5  # a full read this often catches missed messages
+    shared_failure_window_s: Positive = 60  # failures counted for failure_threshold, cluster-wide
+    shared_password: Secret | None = None  # resolved from shared_password_env, never from TOML
 
 
 class CooldownConfig(_Section, frozen=True, kw_only=True):
@@ -140,12 +149,12 @@ class ModelLimits(_Section, frozen=True, kw_only=True, omit_defaults=True):
 
 class ProviderConfig(_Section, frozen=True, kw_only=True):
     name: Annotated[str, msgspec.Meta(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")]
-    base_url: str
+    base_url: str = ""  # required, except for vertex: derived from project and location
     models: dict[str, str]  # logical -> upstream model id (the table form's `model`)
     #: logical -> what the table form ``models = { chat = { model = "...", max_input_tokens = ... } }``
     #: states besides the id (config.py splits it out); exported configs write it under this key.
     model_limits: dict[str, ModelLimits] = {}
-    kind: Literal["openai", "anthropic", "azure"] = "openai"
+    kind: Literal["openai", "anthropic", "azure", "vertex", "snowflake"] = "openai"
     api_key_env: str = ""
     priority: int = 100
     timeout_s: Positive = 60
@@ -157,8 +166,20 @@ class ProviderConfig(_Section, frozen=True, kw_only=True):
     health_path: str = "/models"
     headers: dict[str, str] = {}
     api_version: str = "2024-10-21"  # azure only
+    #: vertex only: the Google Cloud project and location (a region, or "global") of the endpoint,
+    #: and a credentials JSON file (a service account's key); "": application default credentials.
+    project: str = ""
+    location: str = ""
+    credentials_file: str = ""
+    #: snowflake only, key-pair auth instead of a PAT in api_key_env: the user, the account
+    #: identifier, the PKCS#8 PEM private key file and the variable holding its passphrase (if any).
+    user: str = ""
+    account: str = ""
+    private_key_file: str = ""
+    private_key_passphrase_env: str = ""
     enabled: bool = True
     api_key: Secret | None = None  # resolved from api_key_env, never from TOML
+    private_key_passphrase: Secret | None = None  # resolved from private_key_passphrase_env, likewise
 
     @property
     def configured(self) -> bool:

@@ -36,8 +36,10 @@ def public_config(config: Config) -> dict[str, Any]:
         msgspec.structs.replace(
             config,
             server=msgspec.structs.replace(config.server, admin_token=None, client_keys=()),
+            state=msgspec.structs.replace(config.state, shared_password=None),
             providers=tuple(
-                msgspec.structs.replace(p, api_key=None, base_url=public_url(p.base_url),
+                msgspec.structs.replace(p, api_key=None, private_key_passphrase=None,
+                                        base_url=public_url(p.base_url),
                                         headers=dict.fromkeys(p.headers, "***"))
                 for p in config.providers
             ),
@@ -46,6 +48,8 @@ def public_config(config: Config) -> dict[str, Any]:
     data.pop("source", None)
     for key in ("admin_token", "client_keys"):
         data["server"].pop(key, None)
+    data["state"].pop("shared_password", None)
     for p in data["providers"]:
         p.pop("api_key", None)
+        p.pop("private_key_passphrase", None)
     return data

@@ -6,6 +6,9 @@
 
     async with FakeUpstream("primary") as primary:
         primary.script(error(503), ok("back"))
+
+:class:`FakeVertex` and :class:`FakeSnowflake` script the same faults behind Vertex AI's and
+Snowflake Cortex's sign-in, paths and error shapes (they need the ``vertex`` / ``snowflake`` extra).
 """
 
 from actors.testing.faults import (
@@ -19,11 +22,17 @@ from actors.testing.faults import (
     reset,
     stall_stream,
 )
+from actors.testing.ratelimit import RateLimit
+from actors.testing.snowflake import FakeSnowflake
 from actors.testing.upstream import FakeUpstream, RecordedRequest
+from actors.testing.vertex import FakeVertex
 
 __all__ = (
+    "FakeSnowflake",
     "FakeUpstream",
+    "FakeVertex",
     "Fault",
+    "RateLimit",
     "RecordedRequest",
     "context_length_exceeded",
     "cut_stream",

@@ -33,6 +33,7 @@ from aiohttp import web
 from actors.testing.bodies import completion, health_body, split, sse
 from actors.testing.bodies import usage as usage_of
 from actors.testing.faults import GARBAGE_BODIES, Fault, error, ok
+from actors.testing.ratelimit import RateLimit
 
 __all__ = ("PREFILL_REFUSAL", "FakeUpstream", "PrefillMode", "RecordedRequest")
 
@@ -60,6 +61,13 @@ def _bind(port: int) -> socket.socket:
     return sock
 
 
+_LIMIT_HEADERS = web.RequestKey("limit_headers", dict)  # rate-limit headers for this answer
+
+
+async def _stamp_limits(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(request.get(_LIMIT_HEADERS) or {})
+
+
 PrefillMode = Literal["ignore", "continue", "reject"]
 #: What a model that does not take an assistant prefill answers (Anthropic's wording).
 PREFILL_REFUSAL = ("This model does not support assistant message prefill. The conversation must end"
@@ -71,8 +79,10 @@ class FakeUpstream:
 
     def __init__(self, name: str = "fake", *, default: Fault | None = None,
                  models: list[str] | None = None, api_key: str | None = None,
-                 prefill: PrefillMode = "ignore") -> None:
+                 prefill: PrefillMode = "ignore", limit: RateLimit | None = None) -> None:
         self.name = name
+        #: Requests per window, enforced with 429s and reported in rate-limit headers.
+        self.limit = limit
         #: What it does with a trailing assistant message: "ignore" answers anew (as OpenAI's API
         #: does), "continue" answers only the rest of its text, "reject" answers 400.
         self.prefill = prefill
@@ -154,10 +164,8 @@ class FakeUpstream:
         self._released, self._stopped = anyio.Event(), anyio.Event()
         self._parked_changed = anyio.Event()
         app = web.Application()
-        for path in ("/v1/chat/completions", "/chat/completions"):
-            app.router.add_post(path, self._on_completion)
-        for path in ("/v1/models", "/models", "/health", "/health/liveliness", "/v1/health"):
-            app.router.add_get(path, self._on_health)
+        app.on_response_prepare.append(_stamp_limits)
+        self._add_routes(app)
         # Hangs are woken on close, so a short shutdown timeout never bites.
         runner = web.AppRunner(app, access_log=None, handle_signals=False, shutdown_timeout=1.0)
         await runner.setup()
@@ -165,6 +173,13 @@ class FakeUpstream:
         sock = _bind(0)
         self._port = sock.getsockname()[1]
         await self._listen(sock)
+
+    def _add_routes(self, app: web.Application) -> None:
+        """The completion and health routes (a provider's fake adds its own)."""
+        for path in ("/v1/chat/completions", "/chat/completions"):
+            app.router.add_post(path, self._on_completion)
+        for path in ("/v1/models", "/models", "/health", "/health/liveliness", "/v1/health"):
+            app.router.add_get(path, self._on_health)
 
     async def close(self) -> None:
         """Wake hangs, drop connections and stop the server; idempotent."""
@@ -229,7 +244,8 @@ class FakeUpstream:
         if not self._authorized(request):
             fault = error(401)  # a rejected request does not use up the script
         else:
-            fault = self._script.popleft() if self._script else self._default
+            refusal, request[_LIMIT_HEADERS] = self.limit.take() if self.limit else (None, {})
+            fault = refusal or (self._script.popleft() if self._script else self._default)
             fault = self._prefilled(fault, body or {})
         return await self._answer(request, fault, body or {}, health=False)
 
@@ -286,9 +302,7 @@ class FakeUpstream:
                 if isinstance(ra, float | int) and float(ra).is_integer():
                     ra = int(ra)  # "30", not "30.0", like real servers
                 headers = {} if ra is None else {"Retry-After": str(ra)}
-                err = {"message": fault.message, "type": fault.type,
-                       "code": fault.code, "param": fault.param}
-                return web.json_response({"error": err}, status=fault.status, headers=headers)
+                return web.json_response(self._error_body(fault), status=fault.status, headers=headers)
             case "hang":
                 await self._park()
                 return self._drop(request)
@@ -303,6 +317,11 @@ class FakeUpstream:
                 return resp
             case "garbage":
                 return await self._garbage(request, fault, model)
+
+    def _error_body(self, fault: Fault) -> Any:
+        """An error answer's JSON, in OpenAI's shape (a provider's fake answers in its own)."""
+        return {"error": {"message": fault.message, "type": fault.type, "code": fault.code,
+                          "param": fault.param}}
 
     async def _park(self) -> None:
         assert self._released is not None

@@ -17,7 +17,8 @@ import pytest
 
 import actors
 
-_OPTIONAL = {"actors.langchain": "langchain_core"}  # extras: checked where installed
+_OPTIONAL = {"actors.langchain": "langchain_core",  # extras: checked where installed
+             "actors.edges.providers.vertex": "google.auth", "actors.edges.providers.snowflake": "jwt"}
 
 
 def _modules() -> list[str]:

@@ -21,7 +21,7 @@ import msgspec
 
 from actors.core.clock import Clock
 from actors.core.config import ProviderConfig
-from actors.edges.providers.base import HttpAdapter, UpstreamFailure, parse_retry_after, redact
+from actors.edges.providers.base import HttpAdapter, Seen, UpstreamFailure, parse_retry_after, redact
 
 __all__ = ("AnthropicAdapter",)
 
@@ -285,9 +285,9 @@ class AnthropicAdapter(HttpAdapter):
                                code=self._code(kind, message))
 
     # -- calls --------------------------------------------------------------
-    async def complete(self, body: dict[str, Any], model: str) -> bytes:
+    async def complete(self, body: dict[str, Any], model: str, *, seen: Seen | None = None) -> bytes:
         payload = _request(body, model, stream=False)
-        raw = await self._post_json(self._url, payload, self._headers)
+        raw = await self._post_json(self._url, payload, self._headers, seen)
         try:
             msg = _message_decoder.decode(raw)
         except msgspec.DecodeError as exc:  # ValidationError included
@@ -299,11 +299,12 @@ class AnthropicAdapter(HttpAdapter):
         return _completion(msg, msg.content, model, int(self.clock.now()))
 
     @asynccontextmanager
-    async def stream(self, body: dict[str, Any], model: str) -> AsyncIterator[AsyncIterator[bytes]]:
+    async def stream(self, body: dict[str, Any], model: str, *,
+                     seen: Seen | None = None) -> AsyncIterator[AsyncIterator[bytes]]:
         payload = _request(body, model, stream=True)
         options = body.get("stream_options")
         include_usage = isinstance(options, dict) and bool(options.get("include_usage"))
-        async with self._open_stream(self._url, payload, self._headers) as resp:
+        async with self._open_stream(self._url, payload, self._headers, seen) as resp:
             yield self._events(resp, _Chunks(model, int(self.clock.now())), include_usage)
 
     async def _events(self, resp: aiohttp.ClientResponse, chunks: _Chunks, include_usage: bool

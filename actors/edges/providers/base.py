@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import email.utils
 import re
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol
 
@@ -24,6 +24,7 @@ from actors.core.states import FailureKind
 __all__ = (
     "Adapter",
     "HttpAdapter",
+    "Seen",
     "UpstreamFailure",
     "error_details",
     "error_param",
@@ -54,17 +55,22 @@ class UpstreamFailure(Exception):
         self.body = body
 
 
+#: Told the response headers of a completion call (2xx or not) as soon as they arrive: the
+#: request path reads rate-limit headroom from them (actors.core.ratelimits).
+Seen = Callable[[Mapping[str, str]], None]
+
+
 class Adapter(Protocol):
     """One upstream provider, spoken to in its own dialect."""
 
     config: ProviderConfig
 
-    async def complete(self, body: dict[str, Any], model: str) -> bytes:
+    async def complete(self, body: dict[str, Any], model: str, *, seen: Seen | None = None) -> bytes:
         """POST a chat completion; return the OpenAI-shaped JSON body."""
         ...
 
     def stream(
-        self, body: dict[str, Any], model: str
+        self, body: dict[str, Any], model: str, *, seen: Seen | None = None
     ) -> AbstractAsyncContextManager[AsyncIterator[bytes]]:
         """Open a streamed completion; iterate OpenAI chunk JSON payloads."""
         ...
@@ -105,34 +111,46 @@ class _ErrorBody(msgspec.Struct):
     error: Any = None
     message: Any = None
     detail: Any = None
+    code: Any = None  # Snowflake's ErrorResponse: {"message": ..., "code": "390144", "request_id": ...}
 
 
-_error_decoder = msgspec.json.Decoder(_ErrorBody)
+# Google APIs (Vertex AI) may answer a list of errors: [{"error": {"code": 429, "status": ...}}].
+_error_decoder = msgspec.json.Decoder(_ErrorBody | list[_ErrorBody])
+
+
+def _decode_error(body: bytes) -> _ErrorBody:
+    parsed = _error_decoder.decode(body)
+    if isinstance(parsed, list):
+        return parsed[0] if parsed else _ErrorBody()
+    return parsed
 _TAGS = re.compile(r"<[^>]+>")
 
 
 def error_details(body: bytes) -> tuple[str, str | None]:
     """The human message and the machine code of an upstream error body, whatever its shape."""
     try:
-        parsed = _error_decoder.decode(body)
+        parsed = _decode_error(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         text = _TAGS.sub(" ", body[:2000].decode("utf-8", "replace"))
         return " ".join(text.split())[:300] or "(empty body)", None
     err = parsed.error
     if isinstance(err, dict):
-        code = err.get("code") or err.get("type")
+        # Google's {"code": 429, "status": "RESOURCE_EXHAUSTED"}: the status is the machine code.
+        status = err.get("status")
+        code = status if isinstance(status, str) else err.get("code") or err.get("type")
         message = err.get("message") or err.get("msg") or ""
         return str(message)[:500], None if code is None else str(code)
+    top = parsed.code if isinstance(parsed.code, str | int) else None
     for candidate in (err, parsed.message, parsed.detail):
         if isinstance(candidate, str) and candidate:
-            return candidate[:500], None
+            return candidate[:500], None if top is None else str(top)
     return body[:300].decode("utf-8", "replace"), None
 
 
 def error_param(body: bytes) -> str | None:
     """The request field an error body names (OpenAI's ``error.param``), if any."""
     try:
-        parsed = _error_decoder.decode(body)
+        parsed = _decode_error(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         return None
     err = parsed.error
@@ -194,10 +212,13 @@ class HttpAdapter:
         if "html" in resp.headers.get("Content-Type", ""):
             raise UpstreamFailure("bad_response", f"HTTP {resp.status} with an HTML page instead of JSON")
 
-    async def _post_json(self, url: str, payload: bytes, headers: Mapping[str, str]) -> bytes:
+    async def _post_json(self, url: str, payload: bytes, headers: Mapping[str, str],
+                         seen: Seen | None = None) -> bytes:
         """POST and return a 2xx JSON body; every failure leaves as an UpstreamFailure."""
         try:
             async with self.session.post(url, data=payload, headers=headers) as resp:
+                if seen is not None:
+                    seen(resp.headers)
                 if resp.status >= 300:
                     raise await self._http_failure(resp)
                 self._check_json(resp)
@@ -210,7 +231,7 @@ class HttpAdapter:
 
     @asynccontextmanager
     async def _open_stream(
-        self, url: str, payload: bytes, headers: Mapping[str, str]
+        self, url: str, payload: bytes, headers: Mapping[str, str], seen: Seen | None = None
     ) -> AsyncIterator[aiohttp.ClientResponse]:
         """POST a streamed request; yield the 2xx response, released on exit."""
         try:
@@ -218,6 +239,8 @@ class HttpAdapter:
         except (aiohttp.ClientError, OSError, RuntimeError) as exc:
             raise self._connect_failure(exc) from exc
         try:
+            if seen is not None:
+                seen(resp.headers)
             if resp.status >= 300:
                 raise await self._http_failure(resp)
             self._check_json(resp)

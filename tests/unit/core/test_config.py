@@ -237,7 +237,7 @@ BROKEN = [
     pytest.param(
         PROVIDER + 'kind = "gemini"\n',
         "providers[0] (alpha).kind",
-        "expected one of 'anthropic', 'azure', 'openai', got 'gemini'",
+        "expected one of 'anthropic', 'azure', 'openai', 'snowflake', 'vertex', got 'gemini'",
         id="bad-kind",
     ),
     pytest.param(
