@@ -341,7 +341,9 @@ def _split_models(data: dict[str, Any], source: str) -> None:
 
 _LIMITS_EXPECTED = {"max_input_tokens": "a whole number of tokens (at least 1)",
                     "max_output_tokens": "a whole number of tokens (at least 1)",
-                    "tool_calling": "true or false"}
+                    "tool_calling": "true or false",
+                    "rpm": "a whole number of requests per minute (at least 1)",
+                    "tpm": "a whole number of tokens per minute (at least 1)"}
 
 
 def _check_limits(table: Any, key: str, source: str) -> None:

@@ -103,6 +103,13 @@ class RoutingConfig(_Section, frozen=True, kw_only=True):
     #: order after a jittered wait of up to this long (from half of it); 0 turns the pass off.
     second_pass_backoff_s: NonNegative = 1.0
     last_resort: bool = True
+    #: The rollback switch: false sends every request to the highest-priority usable provider only
+    #: (retries of that provider still happen, nothing falls over to another), as a single-provider
+    #: setup does. Per request, ``x-fallback: off`` does the same.
+    fallback: bool = True
+    #: Read rate-limit headers (x-ratelimit-*, anthropic-ratelimit-*) and skip a deployment they say
+    #: is out of requests or tokens until their reset, before it answers 429.
+    rate_limit_headers: bool = True
     cooldown_s: CooldownConfig = CooldownConfig()
 
 
@@ -145,6 +152,8 @@ class ModelLimits(_Section, frozen=True, kw_only=True, omit_defaults=True):
     max_input_tokens: PositiveInt | None = None
     max_output_tokens: PositiveInt | None = None
     tool_calling: bool | None = None
+    rpm: PositiveInt | None = None  # requests per minute this model takes here (enforced locally)
+    tpm: PositiveInt | None = None  # tokens per minute (estimated: actors.runtime.admission)
 
 
 class ProviderConfig(_Section, frozen=True, kw_only=True):
@@ -178,6 +187,8 @@ class ProviderConfig(_Section, frozen=True, kw_only=True):
     private_key_file: str = ""
     private_key_passphrase_env: str = ""
     enabled: bool = True
+    rpm: PositiveInt | None = None  # each of its models' requests per minute, unless its table says
+    tpm: PositiveInt | None = None  # each of its models' tokens per minute, unless its table says
     api_key: Secret | None = None  # resolved from api_key_env, never from TOML
     private_key_passphrase: Secret | None = None  # resolved from private_key_passphrase_env, likewise
 

@@ -61,6 +61,7 @@ from actors.gateway.http import (
 )
 from actors.gateway.prometheus import SnapshotCollector
 from actors.gateway.serverlog import Lines, ServerLog
+from actors.runtime.route import headers_route
 from actors.runtime.supervisor import Supervisor
 
 __all__ = ("SUPERVISOR", "create_app", "serve")
@@ -101,11 +102,12 @@ async def _completions(request: web.Request) -> web.StreamResponse:
     try:
         _check_client(request)
         body = await read_body(request, supervisor.config.server.max_body_bytes, request.app[_LINES])
+        route = headers_route(request.headers)  # x-fallback-providers, x-fallback
         if body.get("stream"):
-            stream = await supervisor.open_stream_body(body, validated=True)
+            stream = await supervisor.open_stream_body(body, validated=True, route=route)
         else:
             # Not complete(body): it passes ``messages`` both by position and by keyword.
-            reply = await supervisor.complete(body, validated=True)
+            reply = await supervisor.complete(body, validated=True, route=route)
             return web.Response(body=reply.raw, content_type="application/json",
                                 headers={PROVIDER: reply.provider, ATTEMPTS: str(reply.attempts)})
     except Exception as exc:

@@ -73,7 +73,10 @@ class FallbackChatModel(BaseChatModel):
     ``attempt_log`` (each failed attempt before: provider, status, category,
     message, latency_ms), ``fallbacks`` (the providers it fell back from),
     ``logical_model``, ``model_name`` (the upstream model) and
-    ``finish_reason``. The library's errors reach the caller as they are:
+    ``finish_reason``; a stream broken mid-answer and continued elsewhere also has
+    ``continued``, ``parts`` (who wrote what) and ``finished_by``. A call's
+    ``fallback={"providers": [...]}`` or ``fallback={"enabled": False}`` pins
+    the chain or turns fallback off for it. The library's errors reach the caller as they are:
     :class:`~actors.AllProvidersFailedError` (``.attempts``),
     :class:`~actors.UpstreamRejectedError` (``.provider``, ``.status``),
     :class:`~actors.StreamInterruptedError` (``.partial_text``), ...

@@ -162,7 +162,13 @@ def generation_chunk(chunk: Mapping[str, Any]) -> ChatGenerationChunk | None:
         for call in delta.get("tool_calls") or () if isinstance(call, Mapping)
     ]
     finish = choice.get("finish_reason")
-    metadata = {"finish_reason": finish, "model_name": chunk.get("model")} if finish else {}
+    metadata: dict[str, Any] = {"finish_reason": finish, "model_name": chunk.get("model")} if finish else {}
+    continued = chunk.get("x_fallback")
+    parts = continued.get("parts") if isinstance(continued, Mapping) else None
+    if finish and isinstance(parts, list) and parts:
+        # A stream broken mid-answer went on elsewhere: who wrote what, and who finished it (the first
+        # chunk's ``provider`` is who started; merged chunks would concatenate a second one).
+        metadata.update(continued=True, parts=parts, finished_by=parts[-1].get("provider"))
     content = delta.get("content")
     message = AIMessageChunk(content=content if isinstance(content, str) else "",
                              tool_call_chunks=tool_chunks, usage_metadata=usage,

@@ -36,6 +36,7 @@ from actors.core.clock import Clock
 from actors.core.errors import Attempt
 from actors.core.messages import PrefillRefused
 from actors.edges.providers.base import Adapter, UpstreamFailure
+from actors.runtime.admission import Admission
 from actors.runtime.chunks import StreamReader
 from actors.runtime.plan import NextTry, Plan
 
@@ -180,8 +181,10 @@ class Continuation:
     """What a :class:`~actors.replies.ChatStream` asks when its provider broke: the next segment."""
 
     def __init__(self, *, plan: Plan, adapters: Mapping[str, Adapter], body: dict[str, Any],
-                 clock: Clock, bus: Bus, idle_timeout_s: float, refused: set[tuple[str, str]]) -> None:
+                 clock: Clock, bus: Bus, idle_timeout_s: float, refused: set[tuple[str, str]],
+                 admission: Admission | None = None) -> None:
         self.plan = plan
+        self._admission = admission
         self._adapters = adapters
         self._body = body
         self._clock = clock
@@ -248,8 +251,10 @@ class Continuation:
         token_deadline = min(step.deadline, clock.now() + provider.first_token_timeout_s)
         try:
             with clock.move_on_at(token_deadline) as scope:
+                ticket = self._admission.admit(step.name, upstream, self.plan.need) \
+                    if self._admission is not None else None
                 segment.chunks = await stack.enter_async_context(
-                    self._adapters[step.name].stream(body, upstream))
+                    self._adapters[step.name].stream(body, upstream, seen=ticket.seen if ticket else None))
             if scope.cancelled_caught:
                 raise UpstreamFailure("timeout", f"no answer within {provider.first_token_timeout_s:g} s")
             while not (rewriter.text or rewriter.tool_calls or reader.finished):

@@ -27,6 +27,7 @@ from actors.core.errors import AllProvidersFailedError, Attempt, UpstreamRejecte
 from actors.core.messages import AttemptFailed, FallbackTriggered
 from actors.core.states import TRANSIENT_CATEGORIES, Category
 from actors.edges.providers.base import UpstreamFailure
+from actors.runtime.admission import Need
 from actors.runtime.outcomes import Reporter
 
 __all__ = ("NextTry", "Pick", "Plan")
@@ -65,8 +66,13 @@ class Plan:
     def __init__(self, *, model: str, request_id: str, serving: Mapping[str, ProviderConfig],
                  routing: RoutingConfig, clock: Clock, bus: Bus, reporter: Reporter, pick: Pick,
                  stream: bool, why_none: Callable[[], str],
-                 deployments: Mapping[str, str] | None = None) -> None:
+                 deployments: Mapping[str, str] | None = None, single: bool = False,
+                 need: Need | None = None) -> None:
         self.model = model
+        #: Fallback off (routing.fallback = false, or x-fallback: off): the first provider only.
+        self.single = single
+        #: The tokens this request is expected to spend (rate-limit admission).
+        self.need = need or Need()
         self.request_id = request_id
         self.serving = serving
         self.stream = stream
@@ -108,6 +114,8 @@ class Plan:
                     name, spare = await self._pick(self.serving, self._blocked, self.deadline, True)
                 if name is not None and spare:
                     self.last_resort.add(name)
+                if name is not None and self.single:
+                    self.serving = {name: self.serving[name]}  # no other provider from here on
         self._retry = None
         if (fallback := self._fallback_from) is not None:
             self._fallback_from = None
@@ -207,4 +215,6 @@ class Plan:
             return f"request deadline ({routing.request_deadline_s:g} s) reached"
         if not self.log:
             return self._why_none()
+        if self.single:
+            return "fallback is off (routing.fallback = false or x-fallback: off): no other provider is tried"
         return "no other provider can serve it within the deadline"

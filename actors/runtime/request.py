@@ -27,7 +27,7 @@ import itertools
 import math
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any
@@ -44,13 +44,19 @@ from actors.core.errors import (
 from actors.core.messages import ProviderView, RoutingSnapshot
 from actors.core.states import DOWN_STATES, TRANSIENT_CATEGORIES, USABLE_STATES
 from actors.edges.providers.base import Adapter, UpstreamFailure
+from actors.runtime.admission import Admission, Need, estimate
 from actors.runtime.chunks import StreamReader
 from actors.runtime.continuation import Continuation, Part, Segment
 from actors.runtime.outcomes import Reporter
 from actors.runtime.plan import Plan
 from actors.runtime.replies import ChatReply, ChatStream
+from actors.runtime.route import Route
 
-__all__ = ("Choice", "RequestPath")
+__all__ = ("Choice", "Gate", "RequestPath")
+
+#: ``gate(provider, now) -> when it has rate-limit headroom for this request`` (<= now: now).
+Gate = Callable[[str, float], float]
+_EVERYONE = Route()  # no per-request limits on the chain
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,6 +66,8 @@ class Choice:
     best: str | None  # the best usable provider (None: none now)
     soonest: float  # when one may be back (math.inf: never within reach)
     spare: str | None  # a provider down after a transient fault, worth a last-resort try
+    #: A usable provider predicted out of rate-limit headroom, the one free soonest, and when.
+    held: tuple[float, str] | None = None
 
 
 def _may_pass(view: ProviderView, now: float) -> bool:
@@ -95,6 +103,7 @@ class RequestPath:
                                  settle=settle)
         self._snapshot = snapshot
         self._changed = changed
+        self.admission = Admission(config, clock)
         self._deployment_cache: tuple[RoutingSnapshot, dict[str, ProviderView]] | None = None
         #: (provider, upstream model) pairs that refused a prefill: with prefill = "auto", they splice.
         self.prefill_refused: set[tuple[str, str]] = prefill_refused if prefill_refused is not None else set()
@@ -128,18 +137,25 @@ class RequestPath:
 
     def _choose(self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float],
                 now: float, by_priority: bool = False, deployments: Mapping[str, str] | None = None,
-                ) -> Choice:
+                gate: Gate | None = None, order: Sequence[str] | None = None) -> Choice:
         """The best usable provider now, or None, when one may come back, and a last resort.
 
         ``deployments``: provider -> its record for this model; a model out of routing counts
-        as its provider out (for this model only).
+        as its provider out (for this model only). ``gate``: when a provider has rate-limit
+        headroom for this request (actors.runtime.admission). ``order``: the caller's order of
+        the providers (default: routing's, by priority).
         """
         soonest = math.inf
         spare: tuple[float, str] | None = None
+        held: tuple[float, str] | None = None
         last_resort = self.config.routing.last_resort
         snapshot = self._snapshot()
         models = self._deployment_views(snapshot) if deployments else None
-        for view in snapshot.providers:
+        views: Sequence[ProviderView] = snapshot.providers
+        if order is not None:
+            by_name = {v.name: v for v in views}
+            views = [by_name[n] for n in order if n in by_name]
+        for view in views:
             name = view.name
             if name not in serving:
                 continue
@@ -150,7 +166,12 @@ class RequestPath:
             until = blocked.get(name, 0.0)
             if view.state in USABLE_STATES:
                 if until <= now:
-                    return Choice(name, now, None)
+                    free = gate(name, now) if gate is not None else 0.0
+                    if free <= now:
+                        return Choice(name, now, None)
+                    if held is None or free < held[0]:
+                        held = (free, name)
+                    until = free
                 soonest = min(soonest, until)
             elif view.state in DOWN_STATES:
                 back = view.cooldown_until or now
@@ -164,20 +185,26 @@ class RequestPath:
                 elif (err := view.last_error) is not None and err.retry_at is not None and \
                         err.retry_at - now <= self.config.routing.rate_limit_max_wait_s:
                     soonest = min(soonest, err.retry_at)  # a short Retry-After: worth waiting out
-        return Choice(None, soonest, spare[1] if spare is not None else None)
+        return Choice(None, soonest, spare[1] if spare is not None else None, held)
 
     async def _pick(
         self, serving: Mapping[str, ProviderConfig], blocked: Mapping[str, float], deadline: float,
         by_priority: bool = False, deployments: Mapping[str, str] | None = None,
+        gate: Gate | None = None, order: Sequence[str] | None = None,
     ) -> tuple[str | None, bool]:
         """The provider to try next and whether it is a last resort (None: nothing can answer)."""
         while True:
             now = self.clock.now()
-            choice = self._choose(serving, blocked, now, by_priority, deployments)
+            choice = self._choose(serving, blocked, now, by_priority, deployments, gate, order)
             if choice.best is not None:
                 return choice.best, False
             if choice.spare is not None:
                 return choice.spare, True
+            if choice.held is not None and choice.held[0] > deadline:
+                # Out of headroom past this request's deadline and nothing else is up: ask it
+                # anyway (the prediction may be wrong; a real 429 then says so). Within the
+                # deadline, it is waited for like a cooldown's end, with no 429 paid.
+                return choice.held[1], False
             soonest = choice.soonest
             if soonest > deadline:
                 return None, False
@@ -190,13 +217,22 @@ class RequestPath:
             if self.clock.now() >= deadline:
                 return None, False
 
-    def _plan(self, model: str, *, stream: bool) -> Plan:
+    def _plan(self, model: str, body: Mapping[str, Any], route: Route, *, stream: bool) -> Plan:
         serving = self.serving(model)
+        if route.providers is not None:
+            serving = {name: serving[name] for name in route.providers if name in serving}
         own = self._deployments.get(model)
+        need = estimate(body) if self.admission.counts_tokens else Need()
+        gate = functools.partial(self._gate, serving, model, need)
+        pick = functools.partial(self._pick, deployments=own, gate=gate, order=route.providers)
         return Plan(model=model, request_id=self.new_request_id(), serving=serving,
                     routing=self.config.routing, clock=self.clock, bus=self.bus, reporter=self.reporter,
-                    pick=self._pick if own is None else functools.partial(self._pick, deployments=own),
-                    stream=stream, why_none=lambda: self.no_provider_reason(serving), deployments=own)
+                    pick=pick, stream=stream, why_none=lambda: self.no_provider_reason(serving),
+                    deployments=own, single=not route.fallback, need=need)
+
+    def _gate(self, serving: Mapping[str, ProviderConfig], model: str, need: Need, name: str,
+              now: float) -> float:
+        return self.admission.until(name, serving[name].models[model], need, now)
 
     # -- reporting ----------------------------------------------------------
     def no_provider_reason(self, serving: Mapping[str, ProviderConfig]) -> str:
@@ -210,16 +246,18 @@ class RequestPath:
         return "; ".join(parts)
 
     # -- the loop ---------------------------------------------------------
-    async def complete(self, body: dict[str, Any], model: str) -> ChatReply:
+    async def complete(self, body: dict[str, Any], model: str, route: Route | None = None) -> ChatReply:
         """One non-streamed chat completion, with failover."""
-        plan = self._plan(model, stream=False)
+        plan = self._plan(model, body, route or _EVERYONE, stream=False)
         while True:
             step = await plan.next()
             name, provider, started = step.name, step.provider, step.started
             failure: UpstreamFailure | None = None
             with self.clock.move_on_at(step.deadline) as scope:
                 try:
-                    raw = await self.adapters[name].complete(body, provider.models[model])
+                    upstream = provider.models[model]
+                    ticket = self.admission.admit(name, upstream, plan.need)
+                    raw = await self.adapters[name].complete(body, upstream, seen=ticket.seen)
                 except UpstreamFailure as exc:
                     failure = exc
             if scope.cancelled_caught:
@@ -238,9 +276,9 @@ class RequestPath:
             return ChatReply(provider=name, model=model, raw=raw, attempt_log=plan.log,
                              latency_ms=latency)
 
-    async def open_stream(self, body: dict[str, Any], model: str) -> ChatStream:
+    async def open_stream(self, body: dict[str, Any], model: str, route: Route | None = None) -> ChatStream:
         """Connect a streamed completion, failing over until a first chunk arrives."""
-        plan = self._plan(model, stream=True)
+        plan = self._plan(model, body, route or _EVERYONE, stream=True)
         idle = self.config.routing.stream_idle_timeout_s
         while True:
             step = await plan.next()
@@ -254,8 +292,10 @@ class RequestPath:
             failure: UpstreamFailure | None = None
             with self.clock.move_on_at(token_deadline) as scope:
                 try:
+                    upstream = provider.models[model]
+                    ticket = self.admission.admit(name, upstream, plan.need)
                     chunks = await stack.enter_async_context(
-                        self.adapters[name].stream(body, provider.models[model])
+                        self.adapters[name].stream(body, upstream, seen=ticket.seen)
                     )
                     while not (reader.tokens or reader.finished):
                         payload = await chunks.__anext__()
@@ -275,7 +315,8 @@ class RequestPath:
                                   started, last_resort=name in plan.last_resort,
                                   deployment=plan.deployments.get(name, ""))
                 continuation = Continuation(plan=plan, adapters=self.adapters, body=body, clock=self.clock,
-                                            bus=self.bus, idle_timeout_s=idle, refused=self.prefill_refused)
+                                            bus=self.bus, idle_timeout_s=idle, refused=self.prefill_refused,
+                                            admission=self.admission)
                 if plan.changed:
                     await self.reporter.settle()  # before the caller sees the first chunk
                 return ChatStream(self.reporter, idle_timeout_s=idle, model=model,

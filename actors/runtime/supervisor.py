@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from types import TracebackType
 from typing import Any, TypeVar
@@ -51,6 +51,7 @@ from actors.edges.providers import make_adapter
 from actors.edges.store.store import Store
 from actors.runtime.control import Control
 from actors.runtime.fallback_log import FallbackLog
+from actors.runtime.route import Route, take_route
 from actors.runtime.replies import ChatReply, ChatStream
 from actors.runtime.request import RequestPath
 from actors.runtime.status import build_status
@@ -273,14 +274,16 @@ class Supervisor(Control):
             body["model"] = model
         return body
 
-    def _checked(self, body: dict[str, Any], validated: bool) -> tuple[dict[str, Any], str]:
+    def _checked(self, body: dict[str, Any], validated: bool,
+                 headers: Mapping[str, Any] | None = None) -> tuple[dict[str, Any], str, Route]:
         model = body.get("model") or self.config.routing.default_model
         if not isinstance(model, str):
             raise InvalidRequestError("'model' must be a string", param="model")
         body = {**body, "model": model}
+        body, route = take_route(body, self.config, model, headers)
         if not validated:
             check_request(body)
-        return body, model
+        return body, model, route
 
     async def chat(self, messages: Sequence[dict[str, Any]] | None = None, *, model: str | None = None,
                    **params: Any) -> ChatReply:
@@ -292,28 +295,32 @@ class Supervisor(Control):
         """
         return await self.complete(self._body(messages, model, params))
 
-    async def complete(self, body: dict[str, Any], *, validated: bool = False) -> ChatReply:
+    async def complete(self, body: dict[str, Any], *, validated: bool = False,
+                       route: Mapping[str, Any] | None = None) -> ChatReply:
         """Like :meth:`chat`, from an OpenAI-shaped request body (``model`` is logical).
 
         ``validated=True`` skips the check when the caller already ran
         :func:`actors.runtime.validation.parse_request` on the same body (the gateway does).
+        The body's ``fallback`` key (and ``route``, the gateway's x-fallback headers, which win)
+        pins or reorders the chain or turns fallback off: :mod:`actors.runtime.route`.
         """
         path = self._request_path()
-        body, model = self._checked(body, validated)
+        body, model, chain = self._checked(body, validated, route)
         if body.get("stream"):
             raise InvalidRequestError("complete() does not stream; use stream()", param="stream")
-        return await self._tracked(path.complete(body, model))
+        return await self._tracked(path.complete(body, model, chain))
 
     async def open_stream(self, messages: Sequence[dict[str, Any]] | None = None, *,
                           model: str | None = None, **params: Any) -> ChatStream:
         """Connect a stream, failing over until its first chunk arrives; use it with ``async with``."""
         return await self.open_stream_body(self._body(messages, model, params))
 
-    async def open_stream_body(self, body: dict[str, Any], *, validated: bool = False) -> ChatStream:
-        """Like :meth:`open_stream`, from an OpenAI-shaped request body."""
+    async def open_stream_body(self, body: dict[str, Any], *, validated: bool = False,
+                               route: Mapping[str, Any] | None = None) -> ChatStream:
+        """Like :meth:`open_stream`, from an OpenAI-shaped request body (``route``: see complete)."""
         path = self._request_path()
-        body, model = self._checked({**body, "stream": True}, validated)
-        return await self._tracked(path.open_stream(body, model))
+        body, model, chain = self._checked({**body, "stream": True}, validated, route)
+        return await self._tracked(path.open_stream(body, model, chain))
 
     async def stream(self, messages: Sequence[dict[str, Any]] | None = None, *, model: str | None = None,
                      **params: Any) -> AsyncIterator[dict[str, Any]]:
@@ -339,6 +346,12 @@ class Supervisor(Control):
         status["actors"] = {name: {"restarts": self.restarts.get(name, 0), "inbox": a.pending()}
                             for name, a in self.actors.items()}
         status["dropped_messages"] = self.bus.dropped
+        for p in self.config.providers:
+            # Rate-limit headroom per upstream model: configured rpm/tpm and what headers reported.
+            view = status["providers"].get(p.name)
+            if view is not None:
+                view["headroom"] = self._path.admission.view(p) if self._path is not None else []
+        status["routing"] = {"fallback": self.config.routing.fallback}
         return status
 
     @property

@@ -44,6 +44,7 @@ pytestmark = pytest.mark.anyio
 VERSION = "1.106.2"  # pyproject.toml's litellm-test pin
 MODEL = "groq-70b"  # the name config.toml asks its LiteLLM for
 MISSING = "groq-missing"  # a name not in the proxy's model_list
+LIMITED, LIMITED_RPM = "groq-limited", 3  # a model with an rpm in the proxy's model_list
 MOCK_TEXT = "Hello from the LiteLLM mock: every word of it came through."
 KEY_ENV = "LITELLM_TEST_KEY"
 WRONG_KEY = "sk-not-the-master-key"
@@ -85,6 +86,9 @@ def _litellm_config(master_key: str) -> dict[str, Any]:
             # mock_response answers before any call is made; were one made, it would fail on loopback.
             "model": "openai/mock-70b", "api_key": "sk-mock", "api_base": "http://127.0.0.1:9/v1",
             "mock_response": MOCK_TEXT,
+        }}, {"model_name": LIMITED, "litellm_params": {  # a deployment with an rpm: LiteLLM says what is left
+            "model": "openai/mock-8b", "api_key": "sk-mock", "api_base": "http://127.0.0.1:9/v1",
+            "mock_response": MOCK_TEXT, "rpm": LIMITED_RPM,
         }}],
         "litellm_settings": {"telemetry": False, "suppress_debug_info": True},
         "general_settings": {"master_key": master_key, "disable_spend_logs": True},
@@ -338,3 +342,32 @@ async def test_each_check_of_a_healthy_litellm_passes(tmp_path: Path, litellm: L
             with anyio.fail_after(30):
                 result = await sup.probe("litellm")
     assert (result["tier"], result["ok"], result["state"]) == (tier, True, "healthy"), result
+
+
+# ---------------------------------------------------------------- its rate-limit headers
+
+
+async def test_litellm_s_rate_limit_headers_send_the_rest_elsewhere(tmp_path: Path, litellm: LiteLLM) -> None:
+    """LiteLLM in front of a deployment with rpm = 3 answers with x-ratelimit-remaining-requests
+    (2, 1, 0, then below zero: it counts per wall-clock minute, and the module's proxy is shared by
+    this test's runs) and no reset. Once it reports 0 left, we send the rest to the backup for a
+    minute, before LiteLLM or its provider has to refuse anything; before that, LiteLLM answers."""
+    stand_in, _, svc = _gateway(tmp_path, litellm, key=litellm.master_key, model=LIMITED)
+    async with svc as s:
+        client = s.client()
+        served, left = [], []
+        for _ in range(5):
+            raw = await client.chat.completions.with_raw_response.create(model="chat", messages=SDK_HI)
+            served.append(raw.headers["x-fallback-provider"])
+            headroom = s.supervisor.status()["providers"]["litellm"]["headroom"]
+            left.append(headroom[0]["reported"]["requests"]["remaining"] if headroom else None)
+        await client.close()
+        _, _, doc = await s.get("/status")
+    first_backup = served.index("backup")  # LiteLLM reported 0 left within 3 answers
+    assert served == ["litellm"] * first_backup + ["backup"] * (5 - first_backup), served
+    assert left[first_backup - 1] == 0 and all(n is not None and n > 0 for n in left[:first_backup - 1])
+    assert stand_in.completions == 0
+    litellm_view = json.loads(doc)["providers"]["litellm"]
+    assert litellm_view["headroom"][0]["reported"]["requests"] == {
+        "limit": LIMITED_RPM, "remaining": 0, "resets_in_s": 60.0}
+    assert litellm_view["state"] == "healthy"  # skipped, not failing
