@@ -55,11 +55,9 @@ def free_port() -> int:
         return port
 
 
-def fake_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int,
-                grace_s: float = 2, cooldown_s: float = 600, max_cooldown_s: float = 3600,
-                probe_tier: str = "api") -> Path:
-    """Two fake providers, a ``cooldown_s`` cooldown after a 503, no scheduled health checks."""
-    providers = "".join(f"""
+def providers_toml(primary: FakeUpstream, backup: FakeUpstream) -> str:
+    """``[[providers]]`` tables for two started fakes: primary (priority 1) and backup (2), 5 s timeouts."""
+    return "".join(f"""
 [[providers]]
 name = "{name}"
 base_url = "{fake.base_url}"
@@ -67,6 +65,13 @@ priority = {priority}
 timeout_s = 5
 models = {{ chat = "fake-model" }}
 """ for name, fake, priority in (("primary", primary, 1), ("backup", backup, 2)))
+
+
+def fake_config(path: Path, primary: FakeUpstream, backup: FakeUpstream, port: int,
+                grace_s: float = 2, cooldown_s: float = 600, max_cooldown_s: float = 3600,
+                probe_tier: str = "api") -> Path:
+    """Two fake providers, a ``cooldown_s`` cooldown after a 503, no scheduled health checks."""
+    providers = providers_toml(primary, backup)
     path.write_text(f"""
 [server]
 port = {port}
@@ -126,7 +131,15 @@ class Output:
 @asynccontextmanager
 async def serve_async(config: Path, output: Output, **env: str) -> AsyncIterator[anyio.abc.Process]:
     """``run.py --config config`` as a child process (``env`` added); its output collects in ``output``."""
-    process = await anyio.open_process([sys.executable, RUN, "--config", str(config)], cwd=config.parent,
+    async with run_async(config.parent, output, "--config", str(config), **env) as process:
+        yield process
+
+
+@asynccontextmanager
+async def run_async(cwd: Path, output: Output, *args: str, **env: str) -> AsyncIterator[anyio.abc.Process]:
+    """``run.py *args`` as a child process in ``cwd``; its output collects in ``output``, and it is
+    waited for (20 s at most) when the block ends, killed if it is still running then."""
+    process = await anyio.open_process([sys.executable, RUN, *args], cwd=cwd,
                                        env=clean_env(**env), stdin=subprocess.DEVNULL,
                                        stderr=subprocess.STDOUT)
     try:

@@ -14,7 +14,10 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 from tests.helpers import free_port, missing, require_tool
 
@@ -94,3 +97,15 @@ class RedisServer:
                 return sock.recv(64)[:1] in (b"+", b"-")
         except OSError:
             return False
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A running redis-server on a free loopback port, stopped after the test (tests/conftest.py
+    loads this module as a plugin, so every test may ask for it)."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()

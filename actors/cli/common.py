@@ -14,7 +14,7 @@ from actors.core.config import Config
 from actors.core.times import parse_time
 
 __all__ = ("EXIT_FAILED", "EXIT_OK", "EXIT_STARTUP", "fail", "format_table", "port", "positive", "run_async",
-           "service_url", "when")
+           "service_url", "when", "worker_count")
 
 EXIT_OK, EXIT_FAILED, EXIT_STARTUP = 0, 1, 2
 _T = TypeVar("_T")
@@ -61,6 +61,17 @@ def port(text: str) -> int:
     if not 0 <= port <= 65535:
         raise argparse.ArgumentTypeError(f"expected 0..65535, got {port}")
     return port
+
+
+def worker_count(text: str) -> int:
+    """``--workers N``: 1 to 64 processes."""
+    try:
+        count = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number of processes, got {text!r}") from None
+    if not 1 <= count <= 64:
+        raise argparse.ArgumentTypeError(f"expected 1..64, got {count}")
+    return count
 
 
 def positive(text: str) -> float:

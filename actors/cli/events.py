@@ -9,23 +9,40 @@ import sys
 from functools import partial
 
 from actors.cli.common import EXIT_FAILED, EXIT_OK, EXIT_STARTUP, fail, run_async
+from actors.cli.progress import Progress, reading
 from actors.core.config import load_config
 from actors.core.errors import FallbackError
 from actors.replay import replay
 from actors.replay.eventlog import read_log
 from actors.replay.export import export_events
+from actors.replay.merge import merge_events
 from actors.replay.summary import compare, render_summary, render_timeline
 
 __all__ = ("cmd_events", "cmd_replay")
 
 
+def _size(path: str) -> int | None:
+    try:
+        return os.path.getsize(path)
+    except OSError:  # read_log names the file and says why
+        return None
+
+
 def cmd_events(args: argparse.Namespace) -> int:
     """``events export``: the state file's event log as JSON lines (header first)."""
+    stack = contextlib.ExitStack()
     try:
         config = load_config(args.config) if os.path.exists(args.config) else None
-        path = args.state or (config.state.path if config else "state/fallback.db")
-        if args.output in (None, "-"):
-            count = run_async(partial(export_events, path, sys.stdout.buffer, config=config, since=args.since,
+        paths: list[str] = args.state or [config.state.path if config else "state/fallback.db"]
+        path = ", ".join(paths)
+        to_stdout = args.output in (None, "-")
+        # A bar on stderr, unless the events themselves are going to the same terminal.
+        bar = stack.enter_context(Progress("exporting", unit="rows", quiet=args.quiet or (
+            to_stdout and sys.stdout.isatty()) or len(paths) > 1))
+        export = partial(export_events, paths[0], progress=bar.update_to if bar.shown else None) \
+            if len(paths) == 1 else partial(merge_events, paths)
+        if to_stdout:
+            count = run_async(partial(export, sys.stdout.buffer, config=config, since=args.since,
                                       until=args.until, provider=args.provider))
             sys.stdout.buffer.flush()
         else:
@@ -36,7 +53,7 @@ def cmd_events(args: argparse.Namespace) -> int:
                 raise OSError(exc.errno, exc.strerror, args.output) from None
             try:
                 with out:
-                    count = run_async(partial(export_events, path, out, config=config, since=args.since,
+                    count = run_async(partial(export, out, config=config, since=args.since,
                                               until=args.until, provider=args.provider))
                 os.replace(tmp, args.output)  # a killed export leaves no half-written log behind
             except BaseException:
@@ -44,8 +61,10 @@ def cmd_events(args: argparse.Namespace) -> int:
                     os.unlink(tmp)
                 raise
     except (FallbackError, OSError) as exc:
+        stack.close()
         fail(exc)
         return EXIT_STARTUP
+    stack.close()  # the bar is cleared before the closing line
     target = f" to {args.output}" if args.output not in (None, "-") else ""
     print(f"exported {count} events from {path}{target}", file=sys.stderr)
     return EXIT_OK
@@ -54,9 +73,13 @@ def cmd_events(args: argparse.Namespace) -> int:
 def cmd_replay(args: argparse.Namespace) -> int:
     """``replay FILE``: the timeline and summary; exit 1 when replay disagrees with the log."""
     try:
-        log = read_log(args.file)
+        with Progress("reading", unit="B", bytes_=True, quiet=args.quiet,
+                      total=_size(args.file)) as bar:
+            log = read_log(reading(args.file, bar) if bar.shown else args.file, path=args.file)
         config = load_config(args.config) if args.config else None
-        result = replay(log, config)
+        with Progress("replaying", unit="events", quiet=args.quiet or config is not None,
+                      total=len(log.messages)) as bar:
+            result = replay(log, config, progress=bar.update_to if bar.shown else None)
     except FallbackError as exc:
         fail(exc)
         return EXIT_STARTUP

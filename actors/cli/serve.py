@@ -26,7 +26,8 @@ from actors.core.errors import FallbackError
 from actors.core.messages import ProviderView
 from actors.runtime.supervisor import Supervisor
 
-__all__ = ("cmd_serve", "hold_logs", "load_serve_config", "provider_line", "serve_async", "stop_on_signals")
+__all__ = ("cmd_serve", "hold_logs", "load_serve_config", "provider_line", "serve_async", "serve_one",
+           "stop_on_signals")
 
 log = logging.getLogger("run")
 
@@ -63,7 +64,7 @@ async def stop_on_signals(stop: anyio.Event, grace_s: float, *,
             stop.set()
 
 
-async def serve_async(config: Config, on_ready: Callable[[str], None]) -> None:
+async def serve_async(config: Config, on_ready: Callable[[str], None], reuse_port: bool = False) -> None:
     """Run the supervisor and the gateway until a signal, then shut down gracefully."""
     stop = anyio.Event()
     async with anyio.create_task_group() as tg:
@@ -75,7 +76,7 @@ async def serve_async(config: Config, on_ready: Callable[[str], None]) -> None:
                 for view in supervisor.routing.providers:
                     log.info("%s", provider_line(view, now))
                 await gateway.serve(supervisor, host=config.server.host, port=config.server.port,
-                                    on_ready=on_ready, stop=stop)
+                                    on_ready=on_ready, stop=stop, reuse_port=reuse_port)
             log.info("stopped; state saved in %s", config.state.path)
         finally:
             tg.cancel_scope.cancel()
@@ -110,18 +111,27 @@ def hold_logs() -> Callable[[bool], None]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    """``serve``: 0 after a signal, 2 when it could not start, 1 when it failed later."""
+    """``serve``: 0 after a signal, 2 when it could not start, 1 when it failed later.
+
+    ``--workers N`` (N > 1) goes through :func:`actors.cli.workers.cmd_serve_workers` instead.
+    """
+    return serve_one(args)
+
+
+def serve_one(args: argparse.Namespace, config: Config | None = None, *, worker: str = "",
+              reuse_port: bool = False) -> int:
+    """One serving process (``config``: already loaded, a worker's); the exit status of :func:`cmd_serve`."""
     listening, release = False, hold_logs()
 
     def on_ready(url: str) -> None:
         nonlocal listening
         listening = True
         release(True)
-        log.info("listening on %s", url)
+        log.info("%slistening on %s", worker, url)
 
     try:
-        config = load_serve_config(args.config, args.host, args.port)
-        run_async(serve_async, config, on_ready)
+        config = config or load_serve_config(args.config, args.host, args.port)
+        run_async(serve_async, config, on_ready, reuse_port)
     except Exception as exc:
         leaf: BaseException = exc
         while isinstance(leaf, BaseExceptionGroup) and len(leaf.exceptions) == 1:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
-from typing import Any
+from typing import Any, TextIO
 
 import aiohttp
 import anyio
@@ -26,7 +27,11 @@ from actors.edges.store import Store
 from actors.runtime.status import build_status
 from actors.runtime.wiring import load_restored
 
-__all__ = ("cell", "cmd_check", "cmd_status", "fetch_status", "format_status", "read_status", "status_async")
+__all__ = ("cell", "cmd_check", "cmd_status", "fetch_status", "format_status", "read_status", "status_async",
+           "watch")
+
+#: On a terminal each frame starts by moving home and clearing the screen (ANSI CSI H, CSI 2J).
+_CLEAR = "\x1b[H\x1b[2J"
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -117,10 +122,10 @@ def format_status(status: dict[str, Any]) -> str:
         rows.append([name, state, str(p["priority"]), cell(p.get("cooldown_remaining_s"), "{:g} s"),
                      str(p.get("failure_count", 0)), str(m.get("requests_total", 0)),
                      cell(m.get("uptime_percent"), "{:.1f}"), cell(m.get("success_rate_percent"), "{:.1f}"),
-                     cell(m.get("p95_latency_ms"), "{:.0f}"),
+                     cell(m.get("p95_latency_ms"), "{:.0f}"), cell(p.get("reliability_score"), "{:.2f}"),
                      last])
     table = format_table(["provider", "state", "priority", "cooldown", "failures", "requests",
-                          "uptime % 24h", "success %", "p95 ms", "last error"], rows)
+                          "uptime % 24h", "success %", "p95 ms", "reliability", "last error"], rows)
     recovery = status.get("avg_recovery_time_seconds")
     summary = (f"fallbacks in the last 24 h: {status.get('fallback_events_last_24h', 0)}; "
                f"average recovery: {'-' if recovery is None else f'{recovery:g} s'}")
@@ -140,6 +145,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     """``status``: ask the service, or read the state file when it is down."""
     try:
         config = load_config(args.config)
+        if args.watch:
+            return watch(config, args.url or service_url(config), args.interval, as_json=args.json)
         status, source = run_async(status_async, config, args.url or service_url(config))
     except (FallbackError, OSError, aiohttp.ClientError, TimeoutError) as exc:
         fail(exc)
@@ -150,3 +157,28 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(source)
         print(format_status(status))
     return EXIT_OK
+
+
+def watch(config: Config, url: str, interval_s: float, *, as_json: bool = False,
+          out: TextIO | None = None) -> int:
+    """``status --watch``: redraw the table every ``interval_s`` until Ctrl-C (then exit 0).
+
+    On a terminal each frame replaces the last; elsewhere frames follow one another, plain text
+    (``--json``: one JSON document a line). A failed read is a frame saying so; the next one retries.
+    """
+    out = out or sys.stdout
+    clear = _CLEAR if out.isatty() and not as_json else ""
+    try:
+        while True:
+            try:
+                status, source = run_async(status_async, config, url)
+            except (FallbackError, OSError, aiohttp.ClientError, TimeoutError) as exc:
+                frame = f"error: {' '.join(str(exc).split()) or type(exc).__name__} (retrying)"
+            else:
+                frame = json.dumps(status) if as_json else \
+                    f"{time.strftime('%H:%M:%S')} {source}\n{format_status(status)}\n"
+            out.write(f"{clear}{frame}\n")
+            out.flush()
+            time.sleep(interval_s)
+    except KeyboardInterrupt:
+        return EXIT_OK

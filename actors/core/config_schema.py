@@ -15,7 +15,7 @@ from actors.core.states import Tier
 
 __all__ = ("Config", "CooldownConfig", "HealthConfig", "LoggingConfig", "MetricsConfig", "ModelLimits",
            "NonNegative", "Positive", "PositiveInt", "ProviderConfig", "RoutingConfig", "Secret",
-           "ServerConfig", "StateConfig")
+           "ServerConfig", "StateConfig", "TelemetryConfig")
 
 Positive = Annotated[float, msgspec.Meta(gt=0)]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
@@ -123,6 +123,7 @@ class HealthConfig(_Section, frozen=True, kw_only=True):
     probe_tier: Tier = "api"  # the check for a failure with no cheaper proof of recovery
     probe_min_interval_s: NonNegative = 5  # re-check one out of routing this soon, then x2 (0: at the end)
     probe_max_interval_s: NonNegative = 10  # ... the x2 spacing stops growing here (0: up to the end)
+    history: PositiveInt = 100  # the last health checks a provider's reliability score is over
 
     def timeout_of(self, tier: Tier) -> float:
         """How long a check of ``tier`` may take."""
@@ -144,6 +145,14 @@ class LoggingConfig(_Section, frozen=True, kw_only=True):
     fallback_log_dir: str = ""
     max_file_mb: Positive = 10  # fallback_events.jsonl is rotated once it would grow past this ...
     backups: Annotated[int, msgspec.Meta(ge=0)] = 5  # ... keeping this many: .1 (newest) to .N
+
+
+class TelemetryConfig(_Section, frozen=True, kw_only=True):
+    """OpenTelemetry (actors.runtime.telemetry, extra ``[otel]``): off unless ``otel = true``. The spans
+    and metrics go to the global OpenTelemetry providers, which the application (or
+    ``opentelemetry-instrument``) configures."""
+
+    otel: bool = False
 
 
 class ModelLimits(_Section, frozen=True, kw_only=True, omit_defaults=True):
@@ -206,6 +215,7 @@ class Config(_Section, frozen=True, kw_only=True):
     health: HealthConfig = HealthConfig()
     metrics: MetricsConfig = MetricsConfig()
     logging: LoggingConfig = LoggingConfig()
+    telemetry: TelemetryConfig = TelemetryConfig()
     source: str = "<config>"  # where it came from, for messages
 
     def models(self) -> list[str]:

@@ -10,7 +10,9 @@ Two families:
 * **inputs**, facts observed at the edges: :class:`AttemptSucceeded`,
   :class:`AttemptFailed`, :class:`HealthChecked`, :class:`FallbackTriggered`,
   the admin commands :class:`DisableProvider` / :class:`EnableProvider`, and
-  :class:`SupervisorStarted` (the provider state a start began from);
+  :class:`SupervisorStarted` (the provider state a start began from), and
+  what peers share through Redis (:mod:`actors.core.peer_messages`):
+  :class:`PeerStateChanged`, :class:`FailuresCounted`, :class:`ProbeSkipped`;
 * **decisions**, what the actors conclude from them:
   :class:`ErrorClassified`, :class:`ProviderStateChanged`,
   :class:`ProbeRequested`, :class:`RestoreProvider`,
@@ -28,6 +30,8 @@ from typing import ClassVar, Literal
 
 import msgspec
 
+from actors.core.message_base import Message
+from actors.core.peer_messages import FailuresCounted, PeerChangeKind, PeerStateChanged, ProbeSkipped
 from actors.core.states import Action, Category, FailureKind, ProviderState, Severity, Tier
 from actors.core.views import LastError, ProviderMetrics, ProviderView
 
@@ -43,14 +47,18 @@ __all__ = (
     "DisableProvider",
     "EnableProvider",
     "ErrorClassified",
+    "FailuresCounted",
     "FallbackTriggered",
     "HealthChecked",
     "LastError",
     "LoggedMessage",
     "Message",
     "MetricsSnapshot",
+    "PeerChangeKind",
+    "PeerStateChanged",
     "PrefillRefused",
     "ProbeRequested",
+    "ProbeSkipped",
     "ProviderMetrics",
     "ProviderRecovered",
     "ProviderStateChanged",
@@ -77,18 +85,14 @@ __all__ = (
 #: uses the time they really fired at instead of their deadline.
 #: 5: ``ProviderStateChanged.cooldown_since`` and ``ProbeRequested.tier`` (early,
 #: evidence-driven recovery probes); a log from before has neither.
-SCHEMA_VERSION = 6
+#: 7: shared state (issue 15): the inputs ``peer_state_changed``, ``failures_counted`` and
+#: ``probe_skipped``, and ``ProviderStateChanged.peer``.
+SCHEMA_VERSION = 7
 
 #: Decision fields a version added: replay of an older log does not compare them
 #: (the recorded decision could not carry them).
 ADDED_FIELDS: dict[int, frozenset[str]] = {5: frozenset({"cooldown_since", "tier"}),
-                                           6: frozenset({"undecided"})}
-
-class Message(msgspec.Struct, frozen=True, kw_only=True, tag_field="type"):
-    """Base of every message. ``at`` is the clock time it happened."""
-
-    at: float
-    logged: ClassVar[bool] = True
+                                           6: frozenset({"undecided"}), 7: frozenset({"peer"})}
 
 
 # ---------------------------------------------------------------- inputs
@@ -112,6 +116,9 @@ class AttemptSucceeded(Message, frozen=True, kw_only=True, tag="attempt_succeede
     bad_chunks: int = 0
     #: The deployment's record (``provider/upstream``) when the provider serves several models.
     deployment: str = ""
+    #: A stream's whole time, from its attempt's start to its end (its ``latency_ms`` is the time to
+    #: its first token); None for an answer that was not streamed (its latency is its whole time).
+    duration_ms: float | None = None
 
 
 class AttemptFailed(Message, frozen=True, kw_only=True, tag="attempt_failed"):
@@ -242,6 +249,8 @@ class ProviderStateChanged(Message, frozen=True, kw_only=True, tag="provider_sta
     probe: bool = False
     #: When the current cooldown began (see ProviderView.cooldown_since).
     cooldown_since: float | None = None
+    #: The instance whose shared change this move follows ("": decided here): not sent back to Redis.
+    peer: str = ""
 
 
 class ProbeRequested(Message, frozen=True, kw_only=True, tag="probe_requested"):
@@ -313,6 +322,8 @@ class MetricsSnapshot(Message, frozen=True, kw_only=True, tag="metrics_snapshot"
     fallbacks_total: dict[str, int]  # "from->to" -> count, since the state file began
     fallbacks_last_24h: int
     recovery_times_s: tuple[float, ...]  # newest last, at most 1000
+    #: "from->to" -> the failure category that caused it -> count, since this process started.
+    fallbacks_by_category: dict[str, dict[str, int]] = msgspec.field(default_factory=dict)
 
 
 class Tick(Message, frozen=True, kw_only=True, tag="tick"):
@@ -353,6 +364,9 @@ LoggedMessage = (
     | SupervisorStarted
     | TimerFired
     | StateSnapshot
+    | PeerStateChanged
+    | FailuresCounted
+    | ProbeSkipped
 )
 
 INPUT_TYPES: tuple[type[Message], ...] = (
@@ -364,6 +378,9 @@ INPUT_TYPES: tuple[type[Message], ...] = (
     EnableProvider,
     SupervisorStarted,
     TimerFired,
+    PeerStateChanged,
+    FailuresCounted,
+    ProbeSkipped,
 )
 DECISION_TYPES: tuple[type[Message], ...] = (
     ErrorClassified,

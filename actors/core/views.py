@@ -55,3 +55,9 @@ class ProviderMetrics(msgspec.Struct, frozen=True, kw_only=True):
     last_failure: float | None = None
     #: Observed up and down time, from the state history (see :mod:`actors.core.availability`).
     availability: Availability | None = None
+    #: What each of the last ``[health] history`` health checks counted (see actors.core.reliability).
+    health_scores: tuple[float, ...] = ()
+    #: Streams' times to first token: a count per bucket of actors.core.stats.TTFT_BUCKETS_S (and
+    #: one for the rest; () before the first), and their sum in ms, since the state file began.
+    ttft_buckets: tuple[int, ...] = ()
+    ttft_sum_ms: float = 0.0

@@ -5,6 +5,9 @@ memory object stream subscribed on the bus).
 Puts out: one :class:`~actors.core.messages.HealthChecked` per check, with
 the outcome as data.
 Owns: the in-flight checks (a task group) and the adapters it checks through.
+With shared state, a half-open probe first takes the cluster's lock on it
+(``claims``): a peer holding it makes this a :class:`ProbeSkipped` instead;
+Redis not answering lets it probe here (local-first).
 Promises: each check is bounded by its tier's timeout on the injected clock;
 nothing a provider answers can crash it (every outcome becomes data); a check
 for a provider it has no adapter for is reported as failed, never silently lost.
@@ -15,6 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
+from typing import Protocol
 
 import anyio
 from anyio.abc import TaskStatus
@@ -24,13 +28,27 @@ from actors.core.actor import Bus
 from actors.core.clock import Clock
 from actors.core.config import HealthConfig, ProviderConfig
 from actors.core.deployments import split_key
-from actors.core.messages import CheckDue, HealthChecked
+from actors.core.messages import CheckDue, HealthChecked, ProbeSkipped
 from actors.edges.providers.base import Adapter, UpstreamFailure
 
-__all__ = ("Prober",)
+__all__ = ("ProbeClaims", "Prober")
 
 log = logging.getLogger("actors.health")
 _PING_BODY = {"messages": [{"role": "user", "content": "ping"}], "max_tokens": 1}
+
+
+#: How long past its own timeout a probe's lock outlives it (the lock of a prober that died expires then).
+_CLAIM_MARGIN_S = 2.0
+
+
+class ProbeClaims(Protocol):
+    """Who may probe what across instances (shared state): one holder per provider or deployment."""
+
+    async def acquire_probe(self, key: str, ttl_s: float) -> bool | None:
+        """True: probe it; False: a peer holds it; None: nobody could tell (probe locally)."""
+        ...
+
+    async def release_probe(self, key: str) -> None: ...
 
 
 class Prober:
@@ -39,11 +57,13 @@ class Prober:
     name = "prober"
 
     def __init__(self, providers: tuple[ProviderConfig, ...], health: HealthConfig, *,
-                 adapters: Mapping[str, Adapter], clock: Clock, bus: Bus, inbox_size: int = 256) -> None:
+                 adapters: Mapping[str, Adapter], clock: Clock, bus: Bus, inbox_size: int = 256,
+                 claims: ProbeClaims | None = None) -> None:
         self.health = health
         self.adapters = adapters
         self.clock = clock
         self.bus = bus
+        self.claims = claims
         self._models = {p.name: next(iter(p.models.values())) for p in providers}
         self._send: MemoryObjectSendStream[CheckDue]
         self._receive: MemoryObjectReceiveStream[CheckDue]
@@ -55,7 +75,7 @@ class Prober:
         async with anyio.create_task_group() as tg:
             task_status.started()
             async for due in self._receive:
-                tg.start_soon(self.check, due)
+                tg.start_soon(self.check if self.claims is None or not due.probe else self._claimed, due)
 
     def close(self) -> None:
         self._send.close()
@@ -63,6 +83,20 @@ class Prober:
 
     def pending(self) -> int:
         return self._receive.statistics().current_buffer_used
+
+    async def _claimed(self, due: CheckDue) -> None:
+        """A half-open probe, run only while this instance holds the cluster's lock on it."""
+        assert self.claims is not None
+        ttl = self.health.timeout_of(due.tier) + _CLAIM_MARGIN_S
+        held = await self.claims.acquire_probe(due.provider, ttl)
+        if held is False:
+            await self.bus.publish(ProbeSkipped(at=self.clock.now(), provider=due.provider))
+            return
+        try:
+            await self.check(due)
+        finally:
+            if held:
+                await self.claims.release_probe(due.provider)
 
     async def check(self, due: CheckDue) -> HealthChecked:
         """Run one check now; publish and return its result."""

@@ -7,12 +7,13 @@
 
 Routes (DESIGN.md, "HTTP API"): ``POST /v1/chat/completions`` (JSON, or SSE
 with ``stream: true``), ``GET /v1/models``, ``/healthz``, ``/readyz``,
-``/status``, ``/metrics`` (Prometheus), ``/events`` (filterable: :mod:`actors.gateway.events`) and
-``POST /admin/providers/{name}/disable|enable``.
+``/status``, ``/metrics`` (Prometheus), ``/events`` (filterable: :mod:`actors.gateway.events`),
+``POST /admin/providers/{name}/disable|enable|probe``, and the status page (``/``, ``/ui/``) with
+``/status/history`` (:mod:`actors.gateway.ui`).
 
 Access: ``/v1/*`` asks for ``Authorization: Bearer <key>`` when client keys
-are configured. ``/healthz``, ``/readyz``, ``/status``, ``/metrics`` and
-``/events`` are always open: the service listens on loopback, and these views
+are configured. ``/healthz``, ``/readyz``, ``/status``, ``/metrics``,
+``/events`` and the status page are always open: the service listens on loopback, and these views
 carry no secrets (put a guarding proxy in front before exposing it).
 ``/admin/*`` needs the admin token and refuses every call while none is set.
 
@@ -61,6 +62,7 @@ from actors.gateway.http import (
 )
 from actors.gateway.prometheus import SnapshotCollector
 from actors.gateway.serverlog import Lines, ServerLog
+from actors.gateway.ui import add_ui_routes
 from actors.runtime.route import headers_route
 from actors.runtime.supervisor import Supervisor
 
@@ -218,18 +220,21 @@ def create_app(supervisor: Supervisor) -> web.Application:
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/events", events_route(supervisor))
     app.router.add_post(r"/admin/providers/{name}/{action:disable|enable|probe}", _admin)
+    add_ui_routes(app, supervisor)  # the status page, its assets and /status/history
     return app
 
 
 async def serve(supervisor: Supervisor, *, host: str, port: int,
-                on_ready: Callable[[str], None] | None = None, stop: anyio.Event | None = None) -> None:
+                on_ready: Callable[[str], None] | None = None, stop: anyio.Event | None = None,
+                reuse_port: bool = False) -> None:
     """Serve the gateway until ``stop`` is set (or the task is cancelled), then shut down gracefully.
 
     Run it inside ``async with Supervisor(...)``. ``on_ready`` gets the base
     URL (with the real port when ``port`` is 0) once the socket listens. On
     the way out it stops accepting connections and gives in-flight requests
     ``server.shutdown_grace_s`` seconds to finish. Raises :class:`GatewayError`
-    when it cannot listen.
+    when it cannot listen. ``reuse_port``: several processes listen on one port (SO_REUSEPORT,
+    ``run.py --workers N``), the kernel spreading connections between them.
     """
     app = create_app(supervisor)
     # logger: aiohttp logs a request it cannot parse through it (one line here, not a traceback);
@@ -239,7 +244,7 @@ async def serve(supervisor: Supervisor, *, host: str, port: int,
     await runner.setup()
     try:
         try:
-            await web.TCPSite(runner, host, port).start()
+            await web.TCPSite(runner, host, port, reuse_port=reuse_port or None).start()
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
                 raise GatewayError(f"cannot listen on {host}:{port}: address already in use; "

@@ -2,7 +2,7 @@
 
 Takes in: :class:`ProbeRequested` (run one half-open probe now),
 :class:`ProviderStateChanged` and :class:`RoutingSnapshot` (whom to check),
-the :class:`HealthChecked` results, and its timers.
+the :class:`HealthChecked` results, :class:`ProbeSkipped` (a peer probes), and its timers.
 Puts out: :class:`CheckDue` for each check to run; the prober
 (:mod:`actors.edges.prober`) runs it and publishes the :class:`HealthChecked`.
 Owns: the probe schedule. The original skill's tiers, all configurable:
@@ -29,6 +29,7 @@ from actors.core.messages import (
     HealthChecked,
     Message,
     ProbeRequested,
+    ProbeSkipped,
     ProviderStateChanged,
     RoutingSnapshot,
     Tick,
@@ -40,7 +41,7 @@ __all__ = ("HealthInbox", "HealthMonitor")
 _SKIPPED: frozenset[ProviderState] = frozenset({"unconfigured", "disabled", "probing"})
 _MARGIN_S = 5.0  # past a check's own timeout, how long to wait for its result before giving up
 
-HealthInbox = ProbeRequested | ProviderStateChanged | HealthChecked | RoutingSnapshot | Tick
+HealthInbox = ProbeRequested | ProviderStateChanged | HealthChecked | ProbeSkipped | RoutingSnapshot | Tick
 #: A scheduled check is (provider, tier); a probe is (provider, "probe").
 _Key = tuple[str, str]
 
@@ -110,6 +111,8 @@ class HealthMonitor(Actor[HealthInbox]):
                 self._states.update((v.name, v.state) for v in message.providers)
             case HealthChecked():
                 self._in_flight.pop((message.provider, "probe" if message.probe else message.tier), None)
+            case ProbeSkipped():  # a peer holds the probe: the next ask may try again
+                self._in_flight.pop((message.provider, "probe"), None)
             case _:
                 assert_never(message)
         return out

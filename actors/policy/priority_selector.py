@@ -2,7 +2,8 @@
 
 Takes in: :class:`AttemptSucceeded`, :class:`ErrorClassified`,
 :class:`HealthChecked`, :class:`ProbeRequested`, :class:`RestoreProvider`,
-and the admin commands :class:`DisableProvider` / :class:`EnableProvider`.
+the admin commands :class:`DisableProvider` / :class:`EnableProvider`, and
+what peers share (:class:`PeerStateChanged`, :class:`FailuresCounted`).
 Puts out: :class:`ProviderStateChanged` for every transition, and a
 :class:`RoutingSnapshot` whenever any provider's record changed.
 Owns: each provider's state, consecutive failure count, cooldown deadline and
@@ -14,7 +15,8 @@ Promises:
 * a cooldown is base x growth^level, capped at ``max_cooldown_s``; the level
   resets after ``stable_period_s`` healthy; a 429's Retry-After is taken as
   the cooldown itself;
-* a cooldown is never shortened by a later, shorter one;
+* a cooldown is never shortened by a later, shorter one, a peer's included;
+  a peer's restore or enable older than the local cooldown's start is ignored;
 * snapshots list providers by priority, so traffic returns to a
   higher-priority provider the moment it is healthy again (failback).
 """
@@ -33,9 +35,11 @@ from actors.core.messages import (
     DisableProvider,
     EnableProvider,
     ErrorClassified,
+    FailuresCounted,
     HealthChecked,
     LastError,
     Message,
+    PeerStateChanged,
     ProbeRequested,
     ProviderStateChanged,
     ProviderView,
@@ -91,6 +95,8 @@ SelectorInbox = (
     | RestoreProvider
     | DisableProvider
     | EnableProvider
+    | PeerStateChanged
+    | FailuresCounted
     | Sync
 )
 
@@ -162,7 +168,7 @@ class PrioritySelector(Actor[SelectorInbox]):
     # -- transitions ------------------------------------------------------
     def _move(
         self, rec: _Record, new: ProviderState, reason: str, now: float, out: list[Message], *,
-        cause: Category | None = None, probe: bool = False,
+        cause: Category | None = None, probe: bool = False, peer: str = "",
     ) -> None:
         old = rec.state
         if new == old:
@@ -191,6 +197,7 @@ class PrioritySelector(Actor[SelectorInbox]):
                 cause=cause,
                 probe=probe,
                 cooldown_since=rec.cooldown_since,
+                peer=peer,
             )
         )
 
@@ -296,6 +303,10 @@ class PrioritySelector(Actor[SelectorInbox]):
                     if own.name.startswith(rec.name + "/"):
                         others.append((own, own.view()))
                         self._on_enable(own, now, out)
+            case PeerStateChanged():
+                self._on_peer(rec, message, now, out)
+            case FailuresCounted():
+                self._on_cluster_failures(rec, message, now, out)
             case Sync():
                 pass
             case _:
@@ -321,15 +332,55 @@ class PrioritySelector(Actor[SelectorInbox]):
             rec.failure_count = 0
             self._move(rec, "healthy", f"health_{check.tier}_ok", now, out)
 
-    def _on_enable(self, rec: _Record, now: float, out: list[Message]) -> None:
+    def _on_peer(self, rec: _Record, peer: PeerStateChanged, now: float, out: list[Message]) -> None:
+        """A peer's change to the shared record: the same rules as a local one, dated by its arrival."""
+        who = peer.instance
+        if rec.state == "unconfigured" or (rec.state == "disabled" and peer.change != "enable"):
+            return  # an admin's disable here (or a missing key) is not undone by a peer's cooldown
+        since = rec.cooldown_since
+        stale = since is not None and rec.state in DOWN_STATES and peer.peer_at < since
+        if peer.change == "cooldown":
+            if peer.until <= now or (rec.state in DOWN_STATES and (rec.cooldown_until or 0.0) >= peer.until):
+                return  # over already, or no later than the cooldown this record has: never shortens
+            if rec.state not in DOWN_STATES or rec.state == "probing":
+                rec.cooldown_since = now
+            rec.cooldown_until = peer.until
+            if peer.cause is not None:
+                retry_at = peer.until if peer.cause == "rate_limit" else None
+                rec.last_error = LastError(category=peer.cause, status=None, message=f"reported by {who}",
+                                           at=now, retry_at=retry_at)
+            new: ProviderState = "unhealthy" if "unhealthy" in (peer.state, rec.state) else "cooldown"
+            self._move(rec, new, "peer_cooldown", now, out, cause=peer.cause, peer=who)
+        elif peer.change == "restore" and not stale:
+            rec.failure_count = 0
+            if rec.state in DOWN_STATES or rec.state == "degraded":
+                self._move(rec, "healthy", "peer_restore", now, out, peer=who)
+        elif peer.change == "enable" and not stale:
+            self._on_enable(rec, now, out, peer=who)
+        elif peer.change == "disable":
+            rec.detail = f"disabled by an admin (through {who})"
+            self._move(rec, "disabled", "admin_disable", now, out, peer=who)
+
+    def _on_cluster_failures(self, rec: _Record, counted: FailuresCounted, now: float,
+                             out: list[Message]) -> None:
+        """The cluster's failures reached the threshold while this instance still routes to it."""
+        threshold = self.policy.failure_threshold
+        if rec.state not in USABLE_STATES or counted.count < threshold or rec.failure_count >= counted.count:
+            return
+        rec.failure_count = counted.count
+        self._start_cooldown(rec, counted.cooldown_s or self.policy.cooldown_s.server_error,
+                             counted.retry_after_s, now)
+        self._move(rec, "unhealthy", "cluster_failures", now, out, cause=counted.category)
+
+    def _on_enable(self, rec: _Record, now: float, out: list[Message], *, peer: str = "") -> None:
         """The original skill's manual restore: back in routing now, failure count and cooldown cleared."""
         if not rec.configured:
             if rec.state == "disabled":
                 rec.detail = f"{rec.key_env} is not set"
-                self._move(rec, "unconfigured", "admin_enable", now, out)
+                self._move(rec, "unconfigured", "admin_enable", now, out, peer=peer)
             return
         rec.detail = ""
         rec.failure_count = 0
         rec.cooldown_level = 0
         rec.cooldown_until = None
-        self._move(rec, "healthy", "admin_enable", now, out)
+        self._move(rec, "healthy", "admin_enable", now, out, peer=peer)

@@ -1,7 +1,8 @@
 """RecoveryManager: cooldown expiry, half-open probes, failback.
 
-Takes in: :class:`ProviderStateChanged` (from the selector) and
-:class:`HealthChecked` (from the health monitor).
+Takes in: :class:`ProviderStateChanged` (from the selector),
+:class:`HealthChecked` (from the health monitor) and :class:`ProbeSkipped`
+(a peer instance holds the probe: shared state).
 Puts out: :class:`ProbeRequested` on a backing-off schedule while a provider
 is out of routing (``health.probe_min_interval_s`` after its cooldown began,
 then 2x, 4x... the interval up to ``probe_max_interval_s``, never before a 429's Retry-After) and when its
@@ -12,7 +13,8 @@ succeeds (or a provider cooling down after connection errors answers its
 health check again); :class:`ProviderRecovered` with the downtime.
 Owns: the probe schedule and which provider has a probe in flight; all of it
 follows from the selector's published views, so a checkpoint restores it.
-Promises: exactly one probe in flight per provider (half-open); a probe whose
+Promises: exactly one probe in flight per provider (half-open; across the cluster, the
+prober's lock in Redis makes it one per cluster); a probe whose
 answer never comes is asked again after the probe timeout; no user request is
 ever used as a probe; the first passing probe brings traffic back at once.
 """
@@ -31,6 +33,7 @@ from actors.core.messages import (
     HealthChecked,
     Message,
     ProbeRequested,
+    ProbeSkipped,
     ProviderRecovered,
     ProviderStateChanged,
     ProviderView,
@@ -40,12 +43,12 @@ from actors.core.messages import (
 )
 from actors.core.states import DOWN_STATES, Category, ProviderState, Tier
 
-__all__ = ("RecoveryInbox", "RecoveryManager", "probe_times")
+__all__ = ("RecoveryInbox", "RecoveryManager", "next_probe_at", "probe_times")
 
 
 # Snapshots carry every provider's full state: a restart after a crash, or a
 # message lost with it, is made good by the next snapshot.
-RecoveryInbox = ProviderStateChanged | HealthChecked | RoutingSnapshot | Tick
+RecoveryInbox = ProviderStateChanged | HealthChecked | ProbeSkipped | RoutingSnapshot | Tick
 
 
 #: The cheapest check that can prove recovery from each failure (others: the configured probe_tier).
@@ -68,6 +71,29 @@ def probe_times(since: float, interval: float, until: float, cap: float = 0.0) -
         step = min(step * 2, cap) if cap > 0 else step * 2
         at += step
     return out
+
+
+def _early_probe(state: ProviderState, category: Category | None, cooldown_since: float | None,
+                 cooldown_until: float | None, health: HealthConfig, now: float) -> float | None:
+    """The next early re-check after ``now`` of one out of routing (None: none before its cooldown ends)."""
+    if (state not in ("cooldown", "unhealthy") or cooldown_since is None or cooldown_until is None
+            or category in _WAIT_FOR_END):
+        return None
+    return next((at for at in probe_times(cooldown_since, health.probe_min_interval_s, cooldown_until,
+                                          health.probe_max_interval_s) if at > now), None)
+
+
+def next_probe_at(view: ProviderView, health: HealthConfig, now: float) -> float | None:
+    """When the manager will next probe the provider or deployment ``view`` (for readers: /status).
+
+    The next early re-check, else the cooldown's end; None while it is not out of routing, or
+    while a probe is in flight (``probing``).
+    """
+    if view.state not in ("cooldown", "unhealthy") or view.cooldown_until is None:
+        return None
+    category = view.last_error.category if view.last_error else None
+    early = _early_probe(view.state, category, view.cooldown_since, view.cooldown_until, health, now)
+    return view.cooldown_until if early is None else min(early, view.cooldown_until)
 
 
 @dataclass
@@ -121,14 +147,7 @@ class RecoveryManager(Actor[RecoveryInbox]):
 
     def _schedule(self, w: _Watch, now: float) -> None:
         """The next early probe after ``now`` (a pure function of the watch: a checkpoint restores it)."""
-        w.next_early = None
-        if (w.state not in ("cooldown", "unhealthy") or w.cooldown_since is None or w.cooldown_until is None
-                or w.category in _WAIT_FOR_END):
-            return
-        health = self.health
-        w.next_early = next((at for at in probe_times(w.cooldown_since, health.probe_min_interval_s,
-                                                      w.cooldown_until, health.probe_max_interval_s)
-                             if at > now), None)
+        w.next_early = _early_probe(w.state, w.category, w.cooldown_since, w.cooldown_until, self.health, now)
 
     def _due(self, w: _Watch) -> float | None:
         if w.probe_deadline is not None:
@@ -149,6 +168,12 @@ class RecoveryManager(Actor[RecoveryInbox]):
                 return self._on_state(message, now)
             case HealthChecked():
                 return self._on_health(message, now)
+            case ProbeSkipped():
+                # A peer holds the probe: its outcome comes as a peer's change; failing that (it died
+                # with the lock), ask again once the probe would have timed out, when its lock has expired.
+                if (w := self._watches.get(message.provider)) is not None and w.probe_deadline is not None:
+                    w.probe_deadline = self._probe_due(now, w)
+                return []
             case RoutingSnapshot():
                 self._reconcile((*message.providers, *message.deployments), now)
                 return []

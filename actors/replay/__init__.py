@@ -31,14 +31,14 @@ Two schedules:
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import msgspec
 
 from actors.core.config import Config, Secret
 from actors.core.errors import EventLogError
-from actors.core.messages import ActorRestarted, Message, ProviderView, SupervisorStarted
+from actors.core.messages import ActorRestarted, LoggedMessage, Message, ProviderView, SupervisorStarted
 from actors.replay.engine import DECISIONS, Divergence, Run
 from actors.replay.eventlog import EventLog, read_log, replay_config
 from actors.replay.exact import exact
@@ -79,8 +79,13 @@ class ReplayResult:
 def replay(
     log: EventLog | str | os.PathLike[str] | Iterable[str | bytes],
     config: Config | None = None,
+    *,
+    progress: Callable[[int], None] | None = None,
 ) -> ReplayResult:
     """Replay a log (a path, its lines, or a read :class:`EventLog`) and compare.
+
+    ``progress(n)`` is told how many of the log's messages an exact replay has gone through, now
+    and then (the command line's progress bar).
 
     Without ``config`` the log's own config (from its header) is used and the
     schedule is exact. With one, the result is what that config would have
@@ -103,7 +108,7 @@ def replay(
         config = _as_recorded_config(config, log, notes)
     run = Run(log, config, tolerance=tolerance)
     if mode == "exact":
-        recorded = exact(run)
+        recorded = exact(run, None if progress is None else _counted(log.messages, progress))
     else:
         recorded = [m for m in log.messages if type(m) in DECISIONS]
         notes.extend(what_if(run))
@@ -123,6 +128,16 @@ def replay(
         mode=mode,
         notes=notes,
     )
+
+
+def _counted(messages: Sequence[LoggedMessage], progress: Callable[[int], None],
+             every: int = 2000) -> Iterator[tuple[int, LoggedMessage]]:
+    """The log's numbered lines (as exact() numbers them), telling ``progress`` every ``every``."""
+    for n, message in enumerate(messages):
+        if n % every == 0:
+            progress(n)
+        yield n + 2, message
+    progress(len(messages))
 
 
 def _as_recorded_config(config: Config, log: EventLog, notes: list[str]) -> Config:

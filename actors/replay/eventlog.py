@@ -139,8 +139,13 @@ def _from_v5(line: dict[str, Any]) -> dict[str, Any]:
     return line
 
 
+def _from_v6(line: dict[str, Any]) -> dict[str, Any]:
+    """Schema 6 -> 7: the shared-state inputs are new, and a version-6 move was never a peer's."""
+    return line
+
+
 MIGRATIONS: dict[int, Callable[[dict[str, Any]], dict[str, Any]]] = {
-    1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5}
+    1: _from_v1, 2: _from_v2, 3: _from_v3, 4: _from_v4, 5: _from_v5, 6: _from_v6}
 
 
 def _lines(source: str | os.PathLike[str] | Iterable[str | bytes]) -> Iterator[bytes]:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import IO, Any
 
 import anyio
@@ -50,8 +50,12 @@ async def export_events(
     since: float | None = None,
     until: float | None = None,
     provider: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> int:
     """Write the header and the events of the state file to ``out``; return how many events.
+
+    ``progress(done, total)`` is told after each page how far through the log's rows the export is
+    (the command line's progress bar).
 
     ``since`` starts an excerpt with the state at that time (a ``state_snapshot``
     line, not counted). ``provider`` keeps that provider's events and the ones
@@ -86,7 +90,9 @@ async def export_events(
         out.write(msgspec.json.encode(header) + b"\n")
         if snapshot is not None:
             out.write(msgspec.json.encode(snapshot) + b"\n")
-        count = 0
+        count, start = 0, after
+        newest = await store.events(descending=True, limit=1) if progress is not None else []
+        total = max(0, newest[0].id - start) if newest else 0
         while page := await store.events(after=after, limit=_PAGE, until=until):
             for event in page:
                 if provider is None or event.provider in (None, provider):
@@ -94,6 +100,10 @@ async def export_events(
                     out.write(b"\n")
                     count += 1
             after = page[-1].id
+            if progress is not None:
+                progress(min(after - start, total), total)
+        if progress is not None:
+            progress(total, total)
         return count
     finally:
         await store.close()

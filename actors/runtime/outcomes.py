@@ -69,13 +69,14 @@ class Reporter:
 
     def succeeded(self, *, provider: str, model: str, request_id: str, latency_ms: float,
                   stream: bool = False, last_resort: bool = False, bad_chunks: int = 0,
-                  deployment: str = "") -> bool:
+                  deployment: str = "", duration_ms: float | None = None) -> bool:
         """Tell the bus; True when the success may change routing state (it was not routine)."""
         routine = self._routine(provider, last_resort, deployment)
         self.bus.tell(AttemptSucceeded(at=self.clock.now(), provider=provider, model=model,
                                        request_id=request_id, latency_ms=round(latency_ms, 3),
                                        stream=stream, last_resort=last_resort, routine=routine,
-                                       bad_chunks=bad_chunks, deployment=deployment))
+                                       bad_chunks=bad_chunks, deployment=deployment,
+                                       duration_ms=None if duration_ms is None else round(duration_ms, 3)))
         return not routine
 
     def failed(self, provider: str, model: str, request_id: str, failure: UpstreamFailure, tries: int,

@@ -129,7 +129,8 @@ class ChatStream:
             self._reported = True
             self._reporter.succeeded(provider=segment.provider, model=self.model, request_id=self.request_id,
                                      latency_ms=self._ttfb_ms, stream=True, last_resort=segment.last_resort,
-                                     bad_chunks=segment.reader.bad_chunks, deployment=segment.deployment)
+                                     bad_chunks=segment.reader.bad_chunks, deployment=segment.deployment,
+                                     duration_ms=(time.perf_counter() - segment.started) * 1000.0)
         await segment.stack.aclose()
 
     def __aiter__(self) -> AsyncIterator[bytes]:

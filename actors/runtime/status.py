@@ -10,12 +10,14 @@ from __future__ import annotations
 from typing import Any
 
 from actors.core.availability import uptime
-from actors.core.config import Config
+from actors.core.config import Config, HealthConfig
 from actors.core.deployments import split_key
 from actors.core.messages import LastError, MetricsSnapshot, ProviderMetrics, ProviderView, RoutingSnapshot
+from actors.core.reliability import reliability_score
 from actors.core.states import DAY_S
 from actors.core.stats import percentile
 from actors.core.times import iso
+from actors.policy.recovery_manager import next_probe_at
 
 __all__ = ("build_status", "iso", "metrics_view")
 
@@ -58,11 +60,14 @@ def _last_error(err: LastError | None) -> dict[str, Any] | None:
             "retry_at": iso(err.retry_at) if err.retry_at is not None else None}
 
 
-def _cooling(view: ProviderView, now: float) -> dict[str, Any]:
+def _cooling(view: ProviderView, health: HealthConfig, now: float) -> dict[str, Any]:
     remaining = None
     if view.cooldown_until is not None and view.state in ("cooldown", "unhealthy"):
         remaining = round(max(0.0, view.cooldown_until - now), 1)
-    return {"cooldown_until": iso(view.cooldown_until), "cooldown_remaining_s": remaining}
+    probe = next_probe_at(view, health, now)  # None while not out of routing, or a probe is in flight
+    return {"cooldown_until": iso(view.cooldown_until), "cooldown_remaining_s": remaining,
+            "next_probe_at": iso(probe),
+            "next_probe_in_s": None if probe is None else round(max(0.0, probe - now), 1)}
 
 
 def build_status(
@@ -74,7 +79,7 @@ def build_status(
     for view in routing.deployments:
         provider, upstream = split_key(view.name)
         own.setdefault(provider, {})[upstream or ""] = {
-            "state": view.state, **_cooling(view, now), "failure_count": view.failure_count,
+            "state": view.state, **_cooling(view, config.health, now), "failure_count": view.failure_count,
             "last_error": _last_error(view.last_error)}
     providers: dict[str, Any] = {}
     for view in routing.providers:
@@ -83,12 +88,15 @@ def build_status(
             "state": view.state,
             "priority": view.priority,
             "models": dict(models.get(view.name, {})),
-            **_cooling(view, now),
+            **_cooling(view, config.health, now),
             "cooldown_level": view.cooldown_level,
             "failure_count": view.failure_count,
             "detail": view.detail or None,
             "last_error": _last_error(view.last_error),
             "metrics": metrics_view(m or ProviderMetrics(), now),
+            # Over the last [health] history checks: healthy 1, degraded 0.5, out of routing 0 (0 to 1).
+            "reliability_score": reliability_score(m.health_scores) if m else None,
+            "reliability_checks": len(m.health_scores) if m else 0,
             # Each upstream model's own state, when it serves several (a 429 on one leaves the rest).
             "deployments": own.get(view.name, {}),
         }

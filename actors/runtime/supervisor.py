@@ -49,12 +49,14 @@ from actors.core.messages import (
 from actors.edges.prober import Prober
 from actors.edges.providers import make_adapter
 from actors.edges.store.store import Store
+from actors.runtime.cluster import Cluster, open_cluster
 from actors.runtime.control import Control
 from actors.runtime.fallback_log import FallbackLog
-from actors.runtime.route import Route, take_route
 from actors.runtime.replies import ChatReply, ChatStream
 from actors.runtime.request import RequestPath
+from actors.runtime.route import Route, take_route
 from actors.runtime.status import build_status
+from actors.runtime.telemetry import Telemetry
 from actors.runtime.validation import check_request
 from actors.runtime.wiring import build_actors, load_restored, record_config
 
@@ -87,6 +89,7 @@ class Supervisor(Control):
         self._routing: RoutingSnapshot | None = None
         self._metrics: MetricsSnapshot | None = None  # the latest the collector published
         self._prober: Prober | None = None
+        self._cluster: Cluster | None = None  # [state] shared_url: the peers, through Redis
         self._persisted: MetricsSnapshot | None = None  # the last metrics written to the store
         self._routing_changed = anyio.Event()
         self._saved_views: dict[str, ProviderView] = {}
@@ -138,6 +141,8 @@ class Supervisor(Control):
         bus.listen([MetricsSnapshot], self._on_metrics)
         bus.listen([ProviderStateChanged, FallbackTriggered, ProviderRecovered], self._log_event)
         fallback_log.attach(bus)
+        if (telemetry := Telemetry.open(config)) is not None:  # [telemetry] otel; ConfigError: no [otel]
+            telemetry.attach(bus)
         actors = build_actors(config, clock=clock, restored=restored)
         snapshot = actors.start
         # Replay starts here (deployments' records are views like the providers').
@@ -148,7 +153,12 @@ class Supervisor(Control):
         for actor in actors.all():
             actor.connect(bus)
         self.actors = {a.name: a for a in actors.all()}
-        prober = Prober(config.providers, config.health, adapters=adapters, clock=clock, bus=bus)
+        # Shared state, if configured: open before the task group, so that it closes after it.
+        cluster = await stack.enter_async_context(open_cluster(config, bus=bus, clock=clock,
+                                                               routing=self._current_routing))
+        self._cluster = cluster
+        prober = Prober(config.providers, config.health, adapters=adapters, clock=clock, bus=bus,
+                        claims=cluster)
         self._prober = prober
         self._path = RequestPath(config, adapters, clock=clock, bus=bus, snapshot=self._current_routing,
                                  changed=lambda: self._routing_changed, settle=self.settle,
@@ -162,6 +172,8 @@ class Supervisor(Control):
         for actor in actors.all():
             await tg.start(self._supervise, actor)
         await tg.start(self._supervise, prober)
+        if cluster is not None:
+            await tg.start(cluster.run)
         tg.start_soon(self._refresh_every, 1.0)
         for name, view in ((v.name, v) for v in snapshot.providers):
             if view.state == "unconfigured":
@@ -352,6 +364,8 @@ class Supervisor(Control):
             if view is not None:
                 view["headroom"] = self._path.admission.view(p) if self._path is not None else []
         status["routing"] = {"fallback": self.config.routing.fallback}
+        if self._cluster is not None:
+            status["shared"] = self._cluster.view()
         return status
 
     @property

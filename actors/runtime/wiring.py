@@ -117,6 +117,7 @@ def build_actors(config: Config, *, clock: Clock, restored: Restored | None = No
         metrics=MetricsCollector(
             [p.name for p in config.providers],
             latency_window=config.metrics.latency_window,
+            history=health.history,
             clock=clock,
             restored=restored.metrics,
             fallbacks=list(fallbacks)[-50:],

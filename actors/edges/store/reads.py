@@ -108,6 +108,16 @@ class StoreReads(ABC):
                 yield event
             after = page[-1].id
 
+    async def first_id_since(self, since: float) -> int | None:
+        """The smallest id of an event at or after ``since`` (None: there is none), from the ``at`` index.
+
+        :meth:`events` walks ids, so ``since`` alone makes it scan the log from its start; with
+        ``after=first_id_since(t) - 1`` it reads only the window (the status page's history).
+        """
+        ((first,),) = await self._fetch("SELECT min(id) FROM events INDEXED BY events_at WHERE at >= ?",
+                                        (since,))
+        return None if first is None else int(first)
+
     async def count_events(self) -> int:
         """How many events the log holds."""
         ((count,),) = await self._fetch("SELECT count(*) FROM events")
