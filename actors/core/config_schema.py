@@ -73,6 +73,7 @@ class StateConfig(_Section, frozen=True, kw_only=True):
     shared_timeout_s: Positive = 0.25  # each Redis call: slower counts as Redis down
     shared_reconcile_s: Positive = 5  # a full read this often catches missed messages
     shared_failure_window_s: Positive = 60  # failures counted for failure_threshold, cluster-wide
+    shared_headroom_s: Positive = 0.5  # rpm / tpm usage synced this often (peers' counts: 2x this stale)
     shared_password: Secret | None = None  # resolved from shared_password_env, never from TOML
 
 

@@ -15,7 +15,18 @@ A request's tokens are estimated as a quarter of its messages' JSON length (inpu
 
 :meth:`Admission.until` is the gate the request path reads (no await, no I/O); :meth:`Admission.admit`
 counts a request and returns the :class:`Ticket` whose ``seen`` reads the answer's headers. State is
-this process's own: it is not logged (it changes no provider state) and starts empty.
+this process's own: it is not logged (it changes no provider state, and replay doesn't model it) and
+starts empty.
+
+**Shared with peers** (``[state] shared_url``, :mod:`actors.runtime.shared_headroom`): two hooks and
+two inputs, none of them awaited here. :attr:`Admission.on_admit` hears each request counted against a
+configured rpm / tpm, and :meth:`Admission.peer_usage` takes what the other instances sent in the last
+minute, so the window is full when this instance's count plus theirs reaches the limit (as stale as
+the last sync). When peers' usage is unknown (Redis down), :meth:`Admission.peers_unknown` makes each
+limit ``limit // instances`` (the instances last seen spending from it; 1: the local count alone).
+:attr:`Admission.on_exhausted` hears a report that left no requests (or no tokens) until a finite
+reset, once per (deployment, reset), and :meth:`Admission.peer_exhausted` takes a peer's such report
+as a requests bucket with nothing left until then.
 """
 
 from __future__ import annotations
@@ -75,6 +86,9 @@ class _Deployment:
     reported_at: float = 0.0
     #: (seq, tokens) of the latest requests: those after ``reported_seq`` discount the report.
     pending: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=_MAX_PENDING))
+    peer_requests: float = 0.0  # what the other instances sent in the last minute (shared state)
+    peer_tokens: float = 0.0
+    share: int = 1  # peers' usage unknown: this instance's part of the limit is 1 / share of it
 
     def prune(self, now: float) -> None:
         while self.window and self.window[0][0] <= now - WINDOW_S:
@@ -108,6 +122,13 @@ class Admission:
         self._headers = config.routing.rate_limit_headers
         self._state: dict[str, _Deployment] = {}
         self._tokens = False  # some deployment has a tpm, or reported a token budget
+        #: Shared state's hooks (see the module doc): a request counted against an rpm / tpm
+        #: (key, tokens), and a report that left nothing until a reset (key, epoch seconds).
+        self.on_admit: Callable[[str, int], None] | None = None
+        self.on_exhausted: Callable[[str, float], None] | None = None
+        #: Peers' usage fills the window: ask again after this long (the next sync).
+        self.peer_recheck_s = 1.0
+        self._published: dict[str, float] = {}  # the latest reset told to or by peers, per key
         for p in config.providers:
             for logical, upstream in p.models.items():
                 limits = p.model_limits.get(logical)
@@ -127,6 +148,43 @@ class Admission:
         the request path skips estimating them."""
         return self._tokens
 
+    def limited(self) -> list[str]:
+        """The deployments with a configured rpm or tpm."""
+        return [key for key, state in self._state.items() if state.rpm is not None or state.tpm is not None]
+
+    def peer_usage(self, key: str, requests: float, tokens: float) -> None:
+        """What the OTHER instances sent to ``key`` in the current minute (from the shared count)."""
+        state = self._state.get(key)
+        if state is not None:
+            state.peer_requests, state.peer_tokens, state.share = max(0.0, requests), max(0.0, tokens), 1
+
+    def peers_unknown(self, instances: int) -> None:
+        """Redis did not answer: peers' usage is unknown. Each limit counts as ``limit // instances``
+        (``instances``: those last seen spending, this one included; 1 leaves the local count alone)."""
+        for key in self.limited():
+            state = self._state[key]
+            state.peer_requests = state.peer_tokens = 0.0
+            state.share = max(1, instances)
+
+    def peer_exhausted(self, key: str, until: float) -> None:
+        """A peer's answer left ``key`` without requests until ``until`` (epoch seconds)."""
+        state = self._state.get(key)
+        if state is None or not self._headers:
+            return
+        now = self._clock.now()
+        reset_at = now + (until - self._wall())
+        if reset_at <= now:
+            return
+        self._published[key] = max(until, self._published.get(key, 0.0))
+        old = state.reported
+        if old is not None and old.requests is not None and old.requests.remaining < 1 and \
+                old.requests.reset_at >= reset_at:
+            return
+        bucket = Bucket(remaining=0, reset_at=reset_at)
+        state.reported = (Reported(requests=bucket) if old is None
+                          else msgspec.structs.replace(old, requests=bucket))
+        state.reported_at = now
+
     def _get(self, key: str) -> _Deployment:
         state = self._state.get(key)
         if state is None:
@@ -141,7 +199,7 @@ class Admission:
         when = 0.0
         if state.rpm is not None or state.tpm is not None:
             state.prune(now)
-            when = _window_until(state, need.tokens, now)
+            when = _window_until(state, need.tokens, now, self.peer_recheck_s)
         if state.reported is not None:
             when = max(when, self._reported_until(state, need, now))
         return when
@@ -170,6 +228,8 @@ class Admission:
         state.seq += 1
         if state.rpm is not None or state.tpm is not None:
             state.window.append((self._clock.now(), need.tokens))
+            if self.on_admit is not None:
+                self.on_admit(key, need.tokens)
         if self._headers:
             state.pending.append((state.seq, need.tokens))
         return Ticket(self, key, state.seq)
@@ -190,6 +250,19 @@ class Admission:
             self._tokens = True
         while state.pending and state.pending[0][0] <= seq:
             state.pending.popleft()
+        if self.on_exhausted is not None:
+            self._tell_exhausted(key, reported, now)
+
+    def _tell_exhausted(self, key: str, reported: Reported, now: float) -> None:
+        """Nothing left until a finite reset (no requests, or under one token): tell peers, once."""
+        ends = [b.reset_at for b in (reported.requests, reported.tokens, reported.input_tokens)
+                if b is not None and b.remaining < 1 and math.isfinite(b.reset_at) and b.reset_at > now]
+        if not ends or self.on_exhausted is None:
+            return
+        until = self._wall() + (max(ends) - now)
+        if until > self._published.get(key, 0.0) + 1.0:  # a new reset, not the one already told
+            self._published[key] = until
+            self.on_exhausted(key, until)
 
     def view(self, provider: ProviderConfig) -> list[dict[str, Any]]:
         """The /status headroom of each of a provider's upstream models."""
@@ -205,6 +278,9 @@ class Admission:
                 row["rpm"], row["tpm"] = state.rpm, state.tpm
                 row["last_minute"] = {"requests": len(state.window),
                                       "tokens": sum(t for _, t in state.window)}
+                if state.peer_requests or state.peer_tokens:
+                    row["peers_last_minute"] = {"requests": round(state.peer_requests, 1),
+                                                "tokens": round(state.peer_tokens)}
             if state.reported is not None:
                 sent, spent = state.since()
                 row["reported"] = {name: _shown(bucket, used, now) for name, bucket, used in (
@@ -223,22 +299,34 @@ def _tighter(a: int | None, b: int | None) -> int | None:
     return b if a is None else a if b is None else min(a, b)
 
 
-def _window_until(state: _Deployment, tokens: int, now: float) -> float:
-    """When the sliding window has room for one more request of ``tokens``."""
+def _window_until(state: _Deployment, tokens: int, now: float, recheck_s: float) -> float:
+    """When the sliding window has room for one more request of ``tokens``: this instance's own
+    count against its part of the limit (all of it, or 1 / share while peers are unknown), and
+    with the peers' usage against the whole limit (full: ask again after ``recheck_s``)."""
     window = state.window
     when = 0.0
-    if state.rpm is not None and len(window) >= state.rpm:
-        when = window[len(window) - state.rpm][0] + WINDOW_S
-    if state.tpm is not None and window:
+    rpm = None if state.rpm is None else max(1, state.rpm // state.share)
+    tpm = None if state.tpm is None else max(1, state.tpm // state.share)
+    if rpm is not None and len(window) >= rpm:
+        when = window[len(window) - rpm][0] + WINDOW_S
+    elif state.rpm is not None and state.peer_requests and len(window) + state.peer_requests >= state.rpm:
+        when = now + recheck_s
+    if tpm is not None and window:
         used = sum(t for _, t in window)
-        if used + tokens > state.tpm:
-            if tokens >= state.tpm:  # more than a minute's budget alone: once the window is empty
+        if used + tokens > tpm:
+            if tokens >= tpm:  # more than a minute's budget alone: once the window is empty
                 return max(when, window[-1][0] + WINDOW_S)
             for sent_at, spent in window:  # the oldest leave first
                 used -= spent
-                if used + tokens <= state.tpm:
+                if used + tokens <= tpm:
                     when = max(when, sent_at + WINDOW_S)
                     break
+        elif state.tpm is not None and state.peer_tokens and tokens < state.tpm and \
+                used + state.peer_tokens + tokens > state.tpm:
+            when = max(when, now + recheck_s)
+    elif state.tpm is not None and state.peer_tokens and tokens < state.tpm and \
+            state.peer_tokens + tokens > state.tpm:
+        when = max(when, now + recheck_s)
     return when
 
 

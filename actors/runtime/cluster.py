@@ -10,7 +10,9 @@ Puts out: :class:`PeerStateChanged` for each peer change this instance did
 not know (a higher version than it has seen), and :class:`FailuresCounted`
 when the cluster's failures of a provider reach ``failure_threshold``; both
 are logged inputs, dated by this clock on arrival, so this instance's log
-replays alone. Half-open probes are claimed through it (:class:`ProbeClaims`).
+replays alone. Half-open probes are claimed through it (:class:`ProbeClaims`), and rate-limit
+headroom is shared through it (:mod:`.shared_headroom`; the peers' ``HeadroomExhausted`` come in on
+the same subscription; not logged: admission is per-process state).
 Owns: the shared-state connection, the highest version seen per record, and
 the latest cooldown end it pushed or learned per record.
 Promises: nothing here is awaited by a request; a slow or dead Redis costs
@@ -54,10 +56,13 @@ from actors.edges.shared import (
     BreakerStatus,
     ChangesResumed,
     CooldownExtended,
+    HeadroomExhausted,
     SharedRecord,
     SharedState,
     StateSet,
 )
+from actors.runtime.admission import Admission
+from actors.runtime.shared_headroom import HeadroomSync
 
 __all__ = ("Cluster", "instance_id", "open_cluster")
 
@@ -95,6 +100,7 @@ class Cluster:
         self._resumed = anyio.Event()
         self.dropped = 0
         self.peer_changes = 0
+        self.headroom: HeadroomSync | None = None  # rate-limit headroom, once share_headroom() is called
 
     # -- taking decisions in, off the request path ------------------------------
     def attach(self, bus: Bus) -> None:
@@ -124,6 +130,10 @@ class Cluster:
         if status.state == "closed":
             self._resumed.set()
 
+    def share_headroom(self, admission: Admission) -> None:
+        """Share this instance's rate-limit headroom with the peers (:mod:`.shared_headroom`)."""
+        self.headroom = HeadroomSync(self.config, self.shared, admission, clock=self.clock)
+
     # -- probe ownership (the prober's ProbeClaims) ------------------------------
     async def acquire_probe(self, key: str, ttl_s: float) -> bool | None:
         return await self.shared.acquire_probe(key, self.shared.instance_id, ttl_s)
@@ -137,6 +147,8 @@ class Cluster:
             tg.start_soon(self._guarded, self._write_loop)
             tg.start_soon(self._guarded, self._read_loop)
             tg.start_soon(self._guarded, self._reconcile_loop)
+            if self.headroom is not None:
+                tg.start_soon(self._guarded, self.headroom.run)
             task_status.started()
 
     def close(self) -> None:
@@ -166,6 +178,8 @@ class Cluster:
                     await self._learn(change.key, change.state, until=change.until, reason=change.reason,
                                       instance=change.instance, version=change.version, peer_at=change.at,
                                       restored=isinstance(change, StateSet) and change.restored)
+                elif isinstance(change, HeadroomExhausted) and self.headroom is not None:
+                    self.headroom.learn(change)
 
     async def _reconcile_loop(self) -> None:
         # Real time, like the store's batching: housekeeping against missed messages, not policy.
@@ -284,7 +298,9 @@ class Cluster:
                 "state": "connected" if status.state == "closed" else "unreachable",
                 "reason": status.reason or None, "since": iso(status.since),
                 "instance": self.shared.instance_id,
-                "peer_changes": self.peer_changes, "dropped": self.dropped}
+                "peer_changes": self.peer_changes, "dropped": self.dropped,
+                **({"headroom_sent": self.headroom.published, "headroom_received": self.headroom.received}
+                   if self.headroom is not None else {})}
 
 
 @asynccontextmanager

@@ -163,6 +163,8 @@ class Supervisor(Control):
         self._path = RequestPath(config, adapters, clock=clock, bus=bus, snapshot=self._current_routing,
                                  changed=lambda: self._routing_changed, settle=self.settle,
                                  prefill_refused=set(restored.prefill_refused))
+        if cluster is not None:
+            cluster.share_headroom(self._path.admission)  # before it runs
         stack.callback(self._close_actors)  # after the task group is done: fail pending asks
         tg = await stack.enter_async_context(anyio.create_task_group())
         self._tg = tg

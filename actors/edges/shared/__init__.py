@@ -11,6 +11,7 @@ from actors.edges.shared.breaker import BreakerState, BreakerStatus, RedisBreake
 from actors.edges.shared.messages import (
     ChangesResumed,
     CooldownExtended,
+    HeadroomExhausted,
     PeerChange,
     SharedChange,
     SharedRecord,
@@ -26,6 +27,7 @@ __all__ = (
     "BreakerStatus",
     "ChangesResumed",
     "CooldownExtended",
+    "HeadroomExhausted",
     "PeerChange",
     "RedisBreaker",
     "SharedChange",

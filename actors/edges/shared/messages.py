@@ -16,6 +16,8 @@ is what reconcile compares.
 
 from __future__ import annotations
 
+import contextlib
+
 import msgspec
 
 from actors.core.states import ProviderState
@@ -23,6 +25,7 @@ from actors.core.states import ProviderState
 __all__ = (
     "ChangesResumed",
     "CooldownExtended",
+    "HeadroomExhausted",
     "PeerChange",
     "SharedChange",
     "SharedRecord",
@@ -31,6 +34,8 @@ __all__ = (
     "Written",
     "change_head",
     "decode_change",
+    "encode_message",
+    "usage_by_instance",
 )
 
 
@@ -82,16 +87,36 @@ class ChangesResumed(msgspec.Struct, frozen=True, kw_only=True, tag="shared_chan
     at: float
 
 
-#: What ``changes()`` yields.
-PeerChange = CooldownExtended | StateSet | ChangesResumed
+class HeadroomExhausted(msgspec.Struct, frozen=True, kw_only=True, tag="shared_headroom_exhausted"):
+    """A peer's answer said deployment ``key`` has no requests (or tokens) left until ``until``.
 
-_DECODER = msgspec.json.Decoder(CooldownExtended | StateSet)
+    Published once per (key, reset) by the instance that read the headers; a peer skips the
+    deployment until then without paying a request to learn it. Not a provider state change: no
+    record, no version, and nobody logs it (admission is per-process state that replay doesn't model).
+    """
+
+    key: str  # ``provider/upstream``
+    until: float  # when the budget resets (epoch seconds, the publisher's clock)
+    instance: str = ""
+    at: float = 0.0
+
+
+#: What ``changes()`` yields.
+PeerChange = CooldownExtended | StateSet | HeadroomExhausted | ChangesResumed
+
+_DECODER: msgspec.json.Decoder[CooldownExtended | StateSet | HeadroomExhausted] = msgspec.json.Decoder(
+    CooldownExtended | StateSet | HeadroomExhausted)
 _ENCODER = msgspec.json.Encoder()
 
 
-def decode_change(data: bytes | str) -> CooldownExtended | StateSet:
-    """A published change; ``msgspec.DecodeError`` (a ValueError) when it is not one."""
+def decode_change(data: bytes | str) -> CooldownExtended | StateSet | HeadroomExhausted:
+    """A published message; ``msgspec.DecodeError`` (a ValueError) when it is not one."""
     return _DECODER.decode(data)
+
+
+def encode_message(message: HeadroomExhausted) -> bytes:
+    """A message published as it is (no version to splice in)."""
+    return _ENCODER.encode(message)
 
 
 def change_head(change: CooldownExtended | StateSet) -> bytes:
@@ -122,3 +147,14 @@ class Spent(msgspec.Struct, frozen=True, kw_only=True):
     remaining_requests: int | None  # None: no request limit
     remaining_tokens: int | None  # None: no token limit
     reset_s: float  # seconds until the window starts over
+
+
+def usage_by_instance(fields: list[str]) -> dict[str, tuple[int, int]]:
+    """A usage hash as read (``r:<instance>``, ``t:<instance>``, ...): ``{instance: (requests, tokens)}``."""
+    data = dict(zip(fields[::2], fields[1::2], strict=True))
+    out: dict[str, tuple[int, int]] = {}
+    for name, value in data.items():
+        if name.startswith("r:"):
+            with contextlib.suppress(ValueError):
+                out[name[2:]] = (int(value), int(data.get("t:" + name[2:], 0)))
+    return out

@@ -11,6 +11,9 @@ the whole cluster. Keys, under the configured prefix ``P``::
     P:fail:<key>    zset    failures in the window, scored by the Redis server's clock (ms)
     P:probe:<key>   string  the instance that holds the half-open probe (expires: PX)
     P:spend:<key>   hash    requests and tokens spent in the current window (expires: PX)
+    P:use:<key>:<m> hash    requests (``r:<instance>``) and estimated tokens (``t:<instance>``) each
+                            instance sent to deployment ``key`` in wall-clock minute ``m`` (epoch
+                            seconds // 60; expires after two minutes): the shared rpm / tpm count
     P:changes       channel the change messages (JSON, :mod:`.messages`)
 
 Numbers travel as the text the caller wrote (``repr(float)``) and are stored
@@ -24,7 +27,7 @@ set behind a proxy), not a cluster.
 from __future__ import annotations
 
 __all__ = ("COUNT_FAILURE", "EXTEND_COOLDOWN", "READ_RECORDS", "RELEASE_PROBE", "RENEW_PROBE", "SET_STATE",
-           "SPEND")
+           "SPEND", "USAGE")
 
 #: KEYS: record, index, counter. ARGV: key, until, state, reason, origin, instance, at, since
 #: ("" for none), channel, message head, then the states a cooldown never overrides ("disabled").
@@ -125,4 +128,24 @@ if allowed then
 end
 if ttl < 0 then ttl = 0 end
 return {allowed and 1 or 0, requests, tokens, ttl}
+"""
+
+#: KEYS: per deployment, this minute's and the previous minute's usage hash. ARGV: instance, ttl (ms),
+#: then per deployment the requests and tokens this instance sent since its last call. Adds them to
+#: this minute's hash (its own fields), and returns both hashes of each deployment:
+#: {{field, value, ...}, {field, value, ...}, ...}, two per deployment, in KEYS order.
+USAGE = """
+local out = {}
+for i = 1, #KEYS / 2 do
+  local cur = KEYS[2 * i - 1]
+  local r, t = tonumber(ARGV[2 * i + 1]), tonumber(ARGV[2 * i + 2])
+  if r > 0 or t > 0 then
+    redis.call('HINCRBY', cur, 'r:' .. ARGV[1], r)
+    redis.call('HINCRBY', cur, 't:' .. ARGV[1], t)
+    redis.call('PEXPIRE', cur, ARGV[2])
+  end
+  out[#out + 1] = redis.call('HGETALL', cur)
+  out[#out + 1] = redis.call('HGETALL', KEYS[2 * i])
+end
+return out
 """

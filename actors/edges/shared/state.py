@@ -30,7 +30,7 @@ import functools
 import logging
 import math
 import uuid
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Collection, Mapping
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -46,6 +46,7 @@ from actors.edges.shared.breaker import BreakerStatus, RedisBreaker
 from actors.edges.shared.messages import (
     ChangesResumed,
     CooldownExtended,
+    HeadroomExhausted,
     PeerChange,
     SharedRecord,
     Spent,
@@ -53,6 +54,8 @@ from actors.edges.shared.messages import (
     Written,
     change_head,
     decode_change,
+    encode_message,
+    usage_by_instance,
 )
 from actors.edges.shared.scripts import (
     COUNT_FAILURE,
@@ -62,6 +65,7 @@ from actors.edges.shared.scripts import (
     RENEW_PROBE,
     SET_STATE,
     SPEND,
+    USAGE,
 )
 
 if TYPE_CHECKING:
@@ -119,6 +123,7 @@ class SharedState:
         self._renew = client.register_script(RENEW_PROBE)
         self._release = client.register_script(RELEASE_PROBE)
         self._spend = client.register_script(SPEND)
+        self._usage = client.register_script(USAGE)
 
     @classmethod
     @asynccontextmanager
@@ -334,6 +339,36 @@ class SharedState:
                      remaining_tokens=max(0, limit_tokens - used_t) if limit_tokens > 0 else None,
                      reset_s=reset_ms / 1000)
 
+    async def add_usage(self, minute: int, sent: Mapping[str, tuple[int, int]]
+                        ) -> dict[str, tuple[dict[str, tuple[int, int]], dict[str, tuple[int, int]]]] | None:
+        """Add what this instance sent to each deployment (requests, tokens) to wall-clock minute
+        ``minute``'s count, and read back every instance's count of that minute and the one before:
+        ``{key: (this minute, previous minute)}``, each ``{instance: (requests, tokens)}``."""
+        keys: list[str] = []
+        args: list[_Arg] = [self.instance_id, 120_000]
+        for key, (requests, tokens) in sent.items():
+            keys += [self._key("use", f"{key}:{minute}"), self._key("use", f"{key}:{minute - 1}")]
+            args += [requests, tokens]
+        if not keys:
+            return {}
+        reply: Any = await self._call(lambda: self._usage(keys=keys, args=args))
+        if reply is None:
+            return None
+        return {key: (usage_by_instance(reply[2 * i]), usage_by_instance(reply[2 * i + 1]))
+                for i, key in enumerate(sent)}
+
+    async def publish_exhausted(self, key: str, until: float) -> bool | None:
+        """Tell the peers deployment ``key`` has no headroom until ``until`` (epoch seconds)."""
+        _number(until, "until")  # finite, or ValueError
+        data = encode_message(HeadroomExhausted(key=key, until=until, instance=self.instance_id,
+                                                at=self._clock.now()))
+
+        async def publish() -> bool:
+            await self._client.publish(self._channel, data)
+            return True
+
+        return await self._call(publish)
+
     # ---------------------------------------------------------------- the peers' changes
 
     async def changes(self) -> AsyncGenerator[PeerChange, None]:
@@ -372,7 +407,7 @@ class SharedState:
         await pubsub.subscribe(self._channel)
         return True
 
-    def _decode(self, data: str) -> CooldownExtended | StateSet | None:
+    def _decode(self, data: str) -> CooldownExtended | StateSet | HeadroomExhausted | None:
         """A peer's change; None for this instance's own, or for what is not a change (logged)."""
         try:
             change = decode_change(data)
@@ -380,3 +415,4 @@ class SharedState:
             _log.warning("shared state: a message on %s is not a change, skipped: %s", self._channel, exc)
             return None
         return None if change.instance == self.instance_id else change
+

@@ -39,8 +39,10 @@ Instances = Callable[..., AbstractAsyncContextManager[list[Supervisor]]]
 
 
 def cluster_config(tmp_path: Path, url: str, index: int, *fakes: FakeUpstream, health: dict[str, Any] | None = None,
-                   state: dict[str, Any] | None = None, **routing: Any) -> Config:
-    """Instance ``index``'s config: its own state file, the shared Redis, no scheduled health checks."""
+                   state: dict[str, Any] | None = None, extra: dict[str, dict[str, Any]] | None = None,
+                   **routing: Any) -> Config:
+    """Instance ``index``'s config: its own state file, the shared Redis, no scheduled health checks;
+    ``extra``: more keys of some providers, by name (``{"a": {"rpm": 6}}``)."""
     return parse_config({
         "state": {"path": str(tmp_path / f"i{index}.db"), "shared_url": url, "shared_prefix": "pf:cluster",
                   "shared_reconcile_s": 1, **(state or {})},
@@ -48,7 +50,8 @@ def cluster_config(tmp_path: Path, url: str, index: int, *fakes: FakeUpstream, h
         "health": {"ping_interval_s": 0, "full_interval_s": 0, "api_interval_s": 0, "probe_min_interval_s": 0,
                    "api_timeout_s": 2, **(health or {})},
         "providers": [{"name": f.name, "base_url": f.base_url, "models": {"chat": f"{f.name}-model"},
-                       "priority": i + 1, "timeout_s": 5} for i, f in enumerate(fakes)],
+                       "priority": i + 1, "timeout_s": 5, **(extra or {}).get(f.name, {})}
+                      for i, f in enumerate(fakes)],
     }, env={})
 
 

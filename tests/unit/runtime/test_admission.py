@@ -94,3 +94,47 @@ def test_the_estimate_is_a_quarter_of_the_messages_plus_max_tokens() -> None:
     need = estimate(body)
     assert need.output == 50 and 100 <= need.input <= 110
     assert estimate({"messages": "not a list", "max_tokens": True}).output == 0  # garbage: no crash
+
+
+def test_peers_usage_fills_the_window_with_the_local_count() -> None:
+    """rpm = 6, 2 sent here and 4 by peers: full, asked again after the next sync; peers unknown
+    (Redis down, 2 instances seen): this instance's part is 6 // 2 = 3."""
+    admission, clock = _admission(rpm=6)
+    admitted: list[tuple[str, int]] = []
+    admission.on_admit = lambda key, tokens: admitted.append((key, tokens))
+    admission.peer_recheck_s = 0.5
+    for _ in range(2):
+        admission.admit("groq", "llama", Need(input=3))
+    assert admitted == [("groq/llama", 3)] * 2
+    admission.peer_usage("groq/llama", 3.5, 0)
+    assert _free(admission, clock)
+    admission.peer_usage("groq/llama", 4, 0)
+    assert admission.until("groq", "llama", NOTHING, clock.now()) == T0 + 0.5
+    admission.peers_unknown(2)
+    assert _free(admission, clock)  # 2 of its 3
+    admission.admit("groq", "llama", NOTHING)
+    assert admission.until("groq", "llama", NOTHING, clock.now()) == T0 + 60
+    admission.peers_unknown(1)  # alone: the local count against the whole limit
+    assert _free(admission, clock)
+
+
+def test_an_exhausted_report_is_told_once_and_a_peers_is_honoured() -> None:
+    admission, clock = _admission()
+    told: list[tuple[str, float]] = []
+    admission.on_exhausted = lambda key, until: told.append((key, until))
+    for _ in range(2):  # the same reset twice: told once
+        admission.admit("groq", "llama", NOTHING).seen({"x-ratelimit-remaining-requests": "0",
+                                                        "x-ratelimit-reset-requests": "30s"})
+    admission.admit("groq", "llama", NOTHING).seen({"x-ratelimit-remaining-requests": "3",
+                                                    "x-ratelimit-reset-requests": "30s"})
+    assert told == [("groq/llama", T0 + 30)]
+
+    peer, clock = _admission()
+    peer.on_exhausted = lambda key, until: told.append((key, until))
+    peer.peer_exhausted("groq/llama", T0 + 20)
+    assert peer.until("groq", "llama", NOTHING, clock.now()) == T0 + 20
+    peer.peer_exhausted("groq/llama", T0 - 1)  # already over: nothing
+    peer.peer_exhausted("other/model", T0 + 20)  # not a deployment of ours: nothing
+    clock.move_to(T0 + 20)
+    assert _free(peer, clock)
+    assert len(told) == 1  # a peer's word is not told again
