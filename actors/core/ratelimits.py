@@ -77,24 +77,25 @@ def parse_duration(text: str) -> float | None:
     return total if pos == len(text) else None
 
 
-def _number(value: str | None) -> float | None:
+def _finite(value: str | None) -> float | None:
+    """A header's number, or None when it is missing or not a finite number."""
     if value is None:
         return None
     try:
         number = float(value.strip())
     except ValueError:
         return None
-    return number if math.isfinite(number) and number >= 0 else None
+    return number if math.isfinite(number) else None
+
+
+def _number(value: str | None) -> float | None:
+    number = _finite(value)
+    return number if number is not None and number >= 0 else None
 
 
 def _remaining(value: str | None) -> float | None:
-    if value is None:
-        return None
-    try:
-        number = float(value.strip())
-    except ValueError:
-        return None
-    return max(0.0, number) if math.isfinite(number) else None
+    number = _finite(value)
+    return None if number is None else max(0.0, number)  # below zero: none left (LiteLLM)
 
 
 def _reset_at(value: str | None, now: float, wall: float) -> float:
